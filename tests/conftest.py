@@ -20,3 +20,26 @@ def shared_data() -> Path:
     if not (d / "pop909").is_dir():
         pytest.fail(f"datasets not found at {d} (set COMPER_DATA)")
     return d
+
+
+PER_SOURCE = 10
+
+
+@pytest.fixture(scope="session")
+def small_cache(shared_data, tmp_path_factory):
+    """A cache of a few real songs per source, built once per test session."""
+    from training.data import cache as cache_mod
+
+    out = tmp_path_factory.mktemp("cache")
+    stats = cache_mod.build(shared_data, out, processes=2, limit=PER_SOURCE)
+    return cache_mod.load(out), stats
+
+
+@pytest.fixture(scope="session")
+def tiny_run(small_cache, tmp_path_factory):
+    """A real (tiny, seconds-long) MLE run of the online policy on the small cache."""
+    from training.pretrain import RECIPES, pretrain
+
+    out = tmp_path_factory.mktemp("run") / "online-tiny"
+    pretrain("online", "tiny", small_cache[0], out, RECIPES["smoke"], device="cpu", quiet=True)
+    return out

@@ -15,14 +15,7 @@ from training.data import tokens as T
 from training.data.dataset import WindowConfig, WindowDataset
 from training.data.sources import SOURCES
 
-PER_SOURCE = 4
-
-
-@pytest.fixture(scope="module")
-def small_cache(shared_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("cache")
-    stats = cache_mod.build(shared_data, out, processes=2, limit=PER_SOURCE)
-    return cache_mod.load(out), stats
+from conftest import PER_SOURCE
 
 
 def test_build_keeps_songs_from_every_source(small_cache):

@@ -35,6 +35,43 @@ def _data_stats(args: argparse.Namespace) -> None:
     print(json.dumps(cache.stats, indent=1) if args.json else format_stats(cache.stats))
 
 
+def _pretrain(args: argparse.Namespace) -> None:
+    import torch
+
+    from .pretrain import RECIPES, pretrain, with_overrides
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    recipe = with_overrides(RECIPES[args.recipe], max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                            seed=args.seed)
+    result = pretrain(args.model, args.config, Path(args.cache), Path(args.out), recipe, device=args.device,
+                      until=args.until)
+    print(json.dumps(result))
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from .evaluate import evaluate_systems, write_report
+
+    systems = {}
+    for spec in args.system:
+        name, sep, target = spec.partition("=")
+        if not sep:
+            raise DataError(f"--system {spec!r}: expected NAME=RUN_OR_BASELINE")
+        systems[name] = target
+    result = evaluate_systems(systems, Path(args.cache), args.split, args.n, args.seed, args.temperature)
+    write_report(result, Path(args.out))
+    print((Path(args.out) / "report.md").read_text())
+
+
+def _export(args: argparse.Namespace) -> None:
+    from .export import export_bundle
+
+    card = export_bundle(Path(args.run), args.name, Path(args.out), int8=args.int8, which=args.checkpoint)
+    print(f"wrote {Path(args.out) / (args.name + '.onnx')} and .json (max |ONNX - torch| logit "
+          f"{card['onnx']['max_abs_logit_diff_vs_torch']:.1e})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="comper-train", description=__doc__.splitlines()[0])
     stages = p.add_subparsers(dest="stage", required=True)
@@ -52,6 +89,43 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cache", required=True)
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=_data_stats)
+
+    from .models.transformer import PRESETS
+    from .pretrain import MODELS, RECIPES
+
+    pt = stages.add_parser("pretrain", help="MLE pretraining (resumes from OUT/ckpt_last.pt when present)")
+    pt.add_argument("--model", required=True, choices=list(MODELS))
+    pt.add_argument("--config", default="small", choices=list(PRESETS), help="model size")
+    pt.add_argument("--recipe", default="paper", choices=list(RECIPES), help="optimisation preset")
+    pt.add_argument("--cache", required=True)
+    pt.add_argument("--out", required=True, help="run folder (checkpoints, log.jsonl, loss.png)")
+    pt.add_argument("--steps", type=int, help="override the recipe's max steps (the schedule's length)")
+    pt.add_argument("--until", type=int, help="stop after this step (resume later with the same command)")
+    pt.add_argument("--batch-size", type=int)
+    pt.add_argument("--lr", type=float)
+    pt.add_argument("--seed", type=int)
+    pt.add_argument("--device", help="cpu / cuda (default: cuda when available)")
+    pt.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    pt.set_defaults(func=_pretrain)
+
+    ev = stages.add_parser("eval", help="compare chord systems on held-out melodies")
+    ev.add_argument("--system", action="append", required=True,
+                    help="NAME=RUN_DIR or NAME=baseline:tonic|online-key|frequent|random (repeatable)")
+    ev.add_argument("--cache", required=True)
+    ev.add_argument("--split", default="test", choices=["valid", "test", "ood"])
+    ev.add_argument("--n", type=int, help="at most this many songs")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--temperature", type=float, default=1.0)
+    ev.add_argument("--out", required=True)
+    ev.set_defaults(func=_eval)
+
+    ex = stages.add_parser("export", help="write a model bundle (ONNX + JSON card) for the app")
+    ex.add_argument("--run", required=True)
+    ex.add_argument("--name", required=True)
+    ex.add_argument("--out", default="models")
+    ex.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    ex.add_argument("--int8", action="store_true", help="also write a dynamically quantized int8 variant")
+    ex.set_defaults(func=_export)
     return p
 
 
@@ -62,6 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as e:
         print(f"comper-train: error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        if type(e).__name__ != "NonFiniteLoss":
+            raise
+        print(f"comper-train: error: {e}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("comper-train: interrupted", file=sys.stderr)
         return 130

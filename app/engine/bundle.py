@@ -1,0 +1,76 @@
+"""Load and validate a model bundle (``<name>.onnx`` + ``<name>.json``): the only thing the app takes from training.
+
+A bundle that cannot be used is refused before anything plays, with one line naming the file and the reason:
+missing files, unreadable JSON, an unknown format version, a sha256 that does not match the ONNX file, or a
+token table that does not match the graph's vocabulary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+SUPPORTED_FORMATS = (1,)
+REQUIRED = ("format_version", "name", "frames_per_beat", "context_tokens", "vocab_size", "special", "tokens", "onnx")
+
+
+class BundleError(Exception):
+    """A bundle the app refuses; the message names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    card: dict
+    card_path: Path
+    onnx_path: Path
+
+    @property
+    def name(self) -> str:
+        return self.card["name"]
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_bundle(path: str | Path, variant: str = "fp32") -> Bundle:
+    """``path``: the card (``.json``), the graph (``.onnx``) or the bundle name without suffix."""
+    path = Path(path)
+    card_path = path if path.suffix == ".json" else path.with_suffix(".json")
+    if not card_path.is_file():
+        raise BundleError(f"{card_path}: model card not found")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{card_path}: not valid JSON ({e})") from e
+    if not isinstance(card, dict):
+        raise BundleError(f"{card_path}: expected a JSON object")
+    missing = [k for k in REQUIRED if k not in card]
+    if missing:
+        raise BundleError(f"{card_path}: missing field(s) {', '.join(missing)}")
+    if card["format_version"] not in SUPPORTED_FORMATS:
+        raise BundleError(f"{card_path}: unknown format_version {card['format_version']!r} "
+                          f"(this app reads {', '.join(map(str, SUPPORTED_FORMATS))})")
+    tokens = card["tokens"]
+    if len(tokens) != card["vocab_size"] or [t.get("id") for t in tokens] != list(range(len(tokens))):
+        raise BundleError(f"{card_path}: token table has {len(tokens)} entries with ids not 0..n-1, "
+                          f"vocab_size says {card['vocab_size']}")
+    entry = card["onnx"]
+    if variant == "int8":
+        entry = card.get("int8") or {}
+        if not entry.get("file"):
+            raise BundleError(f"{card_path}: no int8 variant in this bundle")
+    onnx_path = card_path.parent / entry["file"]
+    if not onnx_path.is_file():
+        raise BundleError(f"{onnx_path}: ONNX file named by {card_path.name} not found")
+    digest = sha256_file(onnx_path)
+    if digest != entry.get("sha256"):
+        raise BundleError(f"{onnx_path}: sha256 {digest[:12]}... does not match the card's "
+                          f"{str(entry.get('sha256'))[:12]}... (file changed or corrupt)")
+    return Bundle(card, card_path, onnx_path)

@@ -1,0 +1,122 @@
+"""The model bundle: ONNX export matches torch, the card is complete, bad bundles are refused, the app runs it."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from app.engine.bundle import BundleError, load_bundle
+from app.engine.grammar import Grammar
+from app.engine.policy import OnnxPolicy
+from training.data import tokens as T
+from training.export import compare_with_torch, export_bundle, export_onnx
+from training.pretrain import load_model
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models")
+    export_bundle(tiny_run, "tiny-test", out, int8=True)
+    return out
+
+
+def test_onnx_matches_torch_over_a_prefill_and_50_steps(tiny_run, tmp_path):
+    policy, _ = load_model(tiny_run)
+    export_onnx(policy, tmp_path / "p.onnx")
+    prompt = np.concatenate([[T.BOS], np.random.default_rng(3).integers(4, T.VOCAB_SIZE, 200)])
+    assert compare_with_torch(policy, tmp_path / "p.onnx", prompt, steps=50) <= 1e-4
+
+
+def test_card_is_complete(bundle_dir):
+    card = json.loads((bundle_dir / "tiny-test.json").read_text())
+    assert card["format_version"] == 1 and card["name"] == "tiny-test"
+    assert card["frames_per_beat"] == 4 and card["context_tokens"] == 514
+    assert len(card["tokens"]) == card["vocab_size"] == T.VOCAB_SIZE
+    chord = card["tokens"][T.CHORD_ON + 0]
+    assert chord["kind"] == "chord_on" and chord["symbol"] == "C" and chord["pitch_classes"] == [0, 4, 7]
+    assert card["onnx"]["max_abs_logit_diff_vs_torch"] <= 1e-4
+    assert len(card["onnx"]["sha256"]) == 64
+    assert card["training"]["steps"] == 6
+    assert {d["source"] for d in card["data"]} == {"pop909", "nottingham", "chord_melody_dataset"}
+    assert all(d["license"] != "unknown" for d in card["data"])
+    assert "int8" in card and card["int8"]["same_greedy_chords"] in (True, False)
+
+
+def test_app_plays_the_bundle_under_the_grammar(bundle_dir):
+    policy = OnnxPolicy(load_bundle(bundle_dir / "tiny-test.json"), threads=1)
+    melody = [T.NOTE_ON + 60] + [T.NOTE_HOLD + 60] * 3 + [T.SILENCE] * 4 + [T.NOTE_ON + 64] * 8
+    chords = policy.accompany(melody, np.random.default_rng(0), temperature=1.0)
+    g = Grammar.from_table(T.token_table())
+    prev = None
+    for c in chords:
+        assert g.is_valid("chord", prev, c)
+        prev = c
+    # a state is immutable: branching off it twice gives the same logits
+    logits, s1 = policy.run([T.BOS], policy.empty())
+    a, _ = policy.run([T.CHORD_ON, T.NOTE_ON + 60], s1, chord_first_slot=True)
+    b, _ = policy.run([T.CHORD_ON, T.NOTE_ON + 60], s1, chord_first_slot=True)
+    assert np.array_equal(a, b) and s1.length == 1
+
+
+def test_onnx_policy_agrees_with_torch(tiny_run, bundle_dir):
+    torch_policy, _ = load_model(tiny_run)
+    policy = OnnxPolicy(load_bundle(bundle_dir / "tiny-test"))
+    seq = [T.BOS, T.CHORD_ON + 3, T.NOTE_ON + 62, T.CHORD_HOLD + 3, T.NOTE_HOLD + 62]
+    logits, state = policy.run(seq[:3], policy.empty())
+    more, _ = policy.run(seq[3:], state)
+    with torch.no_grad():
+        ref, _ = torch_policy(torch.tensor([seq]))
+    assert np.abs(np.concatenate([logits, more]) - ref[0].numpy()).max() <= 1e-4
+
+
+def copy_bundle(src, dst):
+    dst.mkdir()
+    for f in src.iterdir():
+        shutil.copy(f, dst / f.name)
+    return dst / "tiny-test.json"
+
+
+def edit_card(card_path, change):
+    card = json.loads(card_path.read_text())
+    change(card)
+    card_path.write_text(json.dumps(card))
+
+
+def test_missing_onnx_is_refused(bundle_dir, tmp_path):
+    card = copy_bundle(bundle_dir, tmp_path / "b")
+    (tmp_path / "b" / "tiny-test.onnx").unlink()
+    with pytest.raises(BundleError, match=r"tiny-test\.onnx: ONNX file named by tiny-test\.json not found"):
+        load_bundle(card)
+
+
+def test_changed_onnx_fails_the_sha256_check(bundle_dir, tmp_path):
+    card = copy_bundle(bundle_dir, tmp_path / "b")
+    with open(tmp_path / "b" / "tiny-test.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(BundleError, match="sha256 .* does not match"):
+        load_bundle(card)
+
+
+def test_unknown_format_version_is_refused(bundle_dir, tmp_path):
+    card = copy_bundle(bundle_dir, tmp_path / "b")
+    edit_card(card, lambda c: c.update(format_version=99))
+    with pytest.raises(BundleError, match="tiny-test.json: unknown format_version 99"):
+        load_bundle(card)
+
+
+def test_token_table_that_does_not_match_the_graph_is_refused(bundle_dir, tmp_path):
+    card = copy_bundle(bundle_dir, tmp_path / "b")
+    edit_card(card, lambda c: c.update(tokens=c["tokens"][:-10], vocab_size=len(c["tokens"]) - 10))
+    with pytest.raises(BundleError, match=r"graph vocabulary 620 does not match the card's token table \(610"):
+        OnnxPolicy(load_bundle(card))
+
+
+def test_broken_json_and_missing_card(bundle_dir, tmp_path):
+    card = copy_bundle(bundle_dir, tmp_path / "b")
+    card.write_text("{ not json")
+    with pytest.raises(BundleError, match="tiny-test.json: not valid JSON"):
+        load_bundle(card)
+    with pytest.raises(BundleError, match="model card not found"):
+        load_bundle(tmp_path / "nothing.json")

@@ -1,0 +1,1 @@
+"""Measurements of generated (or ground-truth) chords against melodies: harmony, diversity, timing."""

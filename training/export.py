@@ -1,0 +1,199 @@
+"""Export a trained online policy as a model bundle: ``<name>.onnx`` + ``<name>.json`` (the app's contract).
+
+The graph takes ``tokens`` [batch, chunk], ``start`` (position of the chunk's first token) and the KV cache
+``past_k`` / ``past_v`` [layers, batch, heads, past, head_dim]; it returns ``logits`` [batch, chunk, vocab] and
+the extended cache. Batch, chunk and past are dynamic, so one graph serves a prefill (a long chunk on an empty
+cache) and steps (chunks of 1 or 2). Every export is checked against torch (prefill + 50 steps, max |diff| <=
+1e-4) before the card is written; the optional int8 variant is kept only if it picks the same greedy chords.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from app.engine.bundle import sha256_file as sha256
+
+from .data import tokens as T
+from .data.chords import QUALITIES
+from .data.codec import FRAMES_PER_BEAT
+from .models.policy import OnlinePolicy
+
+FORMAT_VERSION = 1
+OPSET = 18
+TOLERANCE = 1e-4
+DATA_LICENSES = {
+    "pop909": "MIT (POP909 dataset, Wang et al. 2020)",
+    "nottingham": "GPL-3.0 (jukedeck cleaned Nottingham Music Database repository); traditional tunes",
+    "chord_melody_dataset": "MIT repository (shiehn/chord-melody-dataset); lead sheets of copyrighted songs: "
+                            "research use",
+    "openewld": "MIT / public-domain scores (OpenEWLD); evaluation only",
+    "hooktheory": "CC BY-NC-SA 3.0 (Sheet Sage Hooktheory melody clips)",
+}
+
+
+class CachedStep(nn.Module):
+    """The policy with its KV cache as explicit tensors, the shape ONNX needs."""
+
+    def __init__(self, policy: OnlinePolicy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, tokens: torch.Tensor, start: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor):
+        past = [(past_k[i], past_v[i]) for i in range(past_k.shape[0])]
+        logits, cache = self.policy(tokens, past=past, start=start)
+        return logits, torch.stack([k for k, _ in cache]), torch.stack([v for _, v in cache])
+
+
+def export_onnx(policy: OnlinePolicy, path: Path) -> None:
+    policy = policy.eval()
+    cfg = policy.cfg
+    b, chunk, past = 2, 5, 3
+    example = (torch.randint(4, cfg.vocab_size, (b, chunk)), torch.tensor(past, dtype=torch.int64),
+               torch.zeros(cfg.n_layer, b, cfg.n_head, past, cfg.head_dim),
+               torch.zeros(cfg.n_layer, b, cfg.n_head, past, cfg.head_dim))
+    from torch.export import Dim
+
+    batch, chunk_dim, past_dim = Dim("batch"), Dim("chunk"), Dim("past")
+    dynamic = {"tokens": {0: batch, 1: chunk_dim}, "start": None, "past_k": {1: batch, 3: past_dim},
+               "past_v": {1: batch, 3: past_dim}}
+    torch.onnx.export(CachedStep(policy), example, str(path), input_names=["tokens", "start", "past_k", "past_v"],
+                      output_names=["logits", "present_k", "present_v"], dynamic_shapes=dynamic,
+                      opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
+
+
+def ort_session(path: Path, threads: int = 1):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def empty_cache(cfg, batch: int = 1) -> np.ndarray:
+    return np.zeros((cfg.n_layer, batch, cfg.n_head, 0, cfg.head_dim), np.float32)
+
+
+def compare_with_torch(policy: OnlinePolicy, onnx_path: Path, prompt: np.ndarray, steps: int = 50,
+                       seed: int = 0) -> float:
+    """Max |logit difference| between torch and onnxruntime over a prefill of ``prompt`` then ``steps`` single
+    tokens (greedy from the torch logits, so both follow the same path)."""
+    sess = ort_session(onnx_path)
+    cfg = policy.cfg
+    tok = torch.as_tensor(prompt[None], dtype=torch.int64)
+    worst = 0.0
+    with torch.no_grad():
+        t_logits, t_cache = policy(tok)
+        o_logits, k, v = sess.run(None, {"tokens": tok.numpy(), "start": np.array(0, np.int64),
+                                         "past_k": empty_cache(cfg), "past_v": empty_cache(cfg)})
+        worst = max(worst, float(np.abs(t_logits.numpy() - o_logits).max()))
+        pos = tok.shape[1]
+        rng = np.random.default_rng(seed)
+        for _ in range(steps):
+            nxt = torch.tensor([[int(rng.integers(4, cfg.vocab_size))]])
+            t_logits, t_cache = policy(nxt, past=t_cache, start=pos)
+            o_logits, k, v = sess.run(None, {"tokens": nxt.numpy(), "start": np.array(pos, np.int64),
+                                             "past_k": k, "past_v": v})
+            worst = max(worst, float(np.abs(t_logits.numpy() - o_logits).max()))
+            pos += 1
+    return worst
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+
+
+def greedy_chords(onnx_path: Path, cfg, melodies: list[np.ndarray]) -> list[list[int]]:
+    """Greedy chord choices of a bundle against fixed melody token sequences (chord first, no lookahead)."""
+    from app.engine.grammar import Grammar
+
+    grammar = Grammar.from_table(T.token_table())
+    sess = ort_session(onnx_path)
+    out = []
+    for mel in melodies:
+        k = v = empty_cache(cfg)
+        pos, token, prev, chosen = 0, T.BOS, None, []
+        for m in mel:
+            logits, k, v = sess.run(None, {"tokens": np.array([[token]], np.int64), "start": np.array(pos, np.int64),
+                                           "past_k": k, "past_v": v})
+            pos += 1
+            c = int(np.argmax(np.where(grammar.allowed("chord", prev), logits[0, -1], -np.inf)))
+            chosen.append(c)
+            prev = c
+            logits, k, v = sess.run(None, {"tokens": np.array([[c]], np.int64), "start": np.array(pos, np.int64),
+                                           "past_k": k, "past_v": v})
+            pos += 1
+            token = int(m)
+        out.append(chosen)
+    return out
+
+
+def write_card(path: Path, name: str, onnx_file: Path, policy: OnlinePolicy, ckpt: dict, max_diff: float,
+               extra: dict | None = None) -> dict:
+    cfg = policy.cfg
+    sources = list(ckpt.get("mix", {}))
+    card = {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "created": time.strftime("%Y-%m-%d"),
+        "interleave": "chord_first",
+        "frames_per_beat": FRAMES_PER_BEAT,
+        "context_frames": 256,
+        "context_tokens": 2 * 256 + 2,
+        "vocab_size": T.VOCAB_SIZE,
+        "special": {"pad": T.PAD, "bos": T.BOS, "eos": T.EOS, "silence": T.SILENCE},
+        "chord_qualities": [{"name": q.name, "intervals": list(q.intervals), "suffix": q.suffix} for q in QUALITIES],
+        "tokens": T.token_table(),
+        "model": {"kind": "online_policy", "n_layer": cfg.n_layer, "n_head": cfg.n_head, "d_model": cfg.d_model,
+                  "head_dim": cfg.head_dim, "parameters": policy.num_params(), "config_name": ckpt.get("config_name")},
+        "onnx": {"file": onnx_file.name, "sha256": sha256(onnx_file), "opset": OPSET,
+                 "inputs": ["tokens", "start", "past_k", "past_v"], "outputs": ["logits", "present_k", "present_v"],
+                 "max_abs_logit_diff_vs_torch": max_diff},
+        "training": {"stage": ckpt.get("stage", "mle"), "steps": ckpt.get("step"), "recipe": ckpt.get("recipe"),
+                     "mix": ckpt.get("mix"), "best_val": ckpt.get("best_val"), "val": ckpt.get("val")},
+        "data": [{"source": s, "license": DATA_LICENSES.get(s, "unknown")} for s in sources],
+        "evaluation": {},
+    }
+    card.update(extra or {})
+    path.write_text(json.dumps(card, indent=1))
+    return card
+
+
+def export_bundle(run: Path, name: str, out_dir: Path, int8: bool = False, which: str = "best",
+                  melodies: list[np.ndarray] | None = None) -> dict:
+    """Export a run's online policy to ``out_dir/name.{onnx,json}``; raises if ONNX and torch disagree."""
+    from .pretrain import load_model
+
+    policy, ckpt = load_model(run, which)
+    if not isinstance(policy, OnlinePolicy):
+        raise ValueError(f"{run}: holds a {ckpt['kind']} model; only online policies are bundled for the app")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / f"{name}.onnx"
+    export_onnx(policy, onnx_path)
+    rng = np.random.default_rng(0)
+    prompt = np.concatenate([[T.BOS], rng.integers(4, T.VOCAB_SIZE, 255)])
+    diff = compare_with_torch(policy, onnx_path, prompt, steps=50)
+    if diff > TOLERANCE:
+        onnx_path.unlink()
+        raise RuntimeError(f"{onnx_path}: ONNX logits differ from torch by {diff:.2e} (> {TOLERANCE}); not exported")
+    extra = {}
+    if int8:
+        q_path = out_dir / f"{name}-int8.onnx"
+        quantize_int8(onnx_path, q_path)
+        mels = melodies or [rng.integers(T.NOTE_HOLD, T.CHORD_HOLD, 64) for _ in range(4)]
+        same = greedy_chords(onnx_path, policy.cfg, mels) == greedy_chords(q_path, policy.cfg, mels)
+        if same:
+            extra["int8"] = {"file": q_path.name, "sha256": sha256(q_path), "same_greedy_chords": True}
+        else:
+            q_path.unlink()
+            extra["int8"] = {"file": None, "same_greedy_chords": False}
+    return write_card(out_dir / f"{name}.json", name, onnx_path, policy, ckpt, diff, extra)

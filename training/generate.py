@@ -1,0 +1,77 @@
+"""Batched chord generation with torch for evaluation and RL rollouts, under the app's token grammar.
+
+The online policy is strictly online: the chord of frame t is sampled from the logits after
+``[BOS, c1, m1, ..., c_{t-1}, m_{t-1}]``, then the data's melody token m_t is fed. The offline teacher sees the
+whole melody through its encoder and decodes chords left to right.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from app.engine.grammar import Grammar
+from .data import tokens as T
+
+_GRAMMAR = Grammar.from_table(T.token_table())
+CHORD_SLOT = torch.as_tensor(_GRAMMAR.chord_slot)
+HOLD_OF = torch.as_tensor(_GRAMMAR.hold_of)
+
+
+def chord_mask(prev: torch.Tensor | None, batch: int) -> torch.Tensor:
+    """[B, V] allowed tokens for a chord slot after ``prev`` [B] (None at the start)."""
+    mask = CHORD_SLOT.to(prev.device if prev is not None else "cpu").expand(batch, -1).clone()
+    if prev is not None:
+        hold = HOLD_OF.to(prev.device)[prev]
+        rows = torch.nonzero(hold >= 0).squeeze(1)
+        mask[rows, hold[rows]] = True
+    return mask
+
+
+def sample_masked(logits: torch.Tensor, mask: torch.Tensor, temperature: float,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    logits = logits.float().masked_fill(~mask, float("-inf"))
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits / temperature, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+@torch.no_grad()
+def generate_online(policy, melody: torch.Tensor, temperature: float = 1.0,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """melody [B, T] melody tokens -> chord tokens [B, T], chord t never seeing melody t."""
+    b, n = melody.shape
+    logits, cache = policy(torch.full((b, 1), T.BOS, dtype=torch.long, device=melody.device))
+    pos, prev, out = 1, None, []
+    for t in range(n):
+        c = sample_masked(logits[:, -1], chord_mask(prev, b).to(melody.device), temperature, generator)
+        out.append(c)
+        prev = c
+        logits, cache = policy(torch.stack([c, melody[:, t]], 1), past=cache, start=pos)
+        pos += 2
+    return torch.stack(out, 1)
+
+
+@torch.no_grad()
+def generate_offline(teacher, melody: torch.Tensor, temperature: float = 1.0,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """melody [B, T] -> chord tokens [B, T] from the teacher that sees all of the melody."""
+    b, n = melody.shape
+    enc_in = torch.cat([torch.full((b, 1), T.BOS, dtype=torch.long, device=melody.device), melody,
+                        torch.full((b, 1), T.EOS, dtype=torch.long, device=melody.device)], 1)
+    memory = teacher.encode(enc_in)
+    logits, cache = teacher(enc_in, torch.full((b, 1), T.BOS, dtype=torch.long, device=melody.device), memory=memory)
+    prev, out = None, []
+    for t in range(n):
+        c = sample_masked(logits[:, -1], chord_mask(prev, b).to(melody.device), temperature, generator)
+        out.append(c)
+        prev = c
+        logits, cache = teacher(enc_in, c[:, None], past=cache, start=t + 1, memory=memory)
+    return torch.stack(out, 1)
+
+
+def chord_indices(chord_tokens: np.ndarray) -> np.ndarray:
+    """Chord tokens -> vocabulary index per frame (-1 for silence / anything else)."""
+    t = np.asarray(chord_tokens)
+    return np.where((t >= T.CHORD_HOLD) & (t < T.VOCAB_SIZE), (t - T.CHORD_HOLD) % (T.CHORD_ON - T.CHORD_HOLD), -1)
