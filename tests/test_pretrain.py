@@ -90,3 +90,19 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor():
     assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
     assert lrs[-1] == pytest.approx(1e-4, rel=0.01)
+
+
+def test_data_parallel_run_through_torchrun(small_cache, tmp_path):
+    """Two processes (gloo on CPU, NCCL on GPUs): gradients are averaged, rank 0 alone writes the run."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                        "29533", "-m", "training.cli", "pretrain", "--model", "online", "--config", "tiny", "--recipe",
+                        "smoke", "--cache", str(small_cache[0].path), "--out", str(out), "--device", "cpu"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert P.load_checkpoint(out / "ckpt_last.pt")["step"] == 6
+    steps = [row["step"] for row in read_log(out) if "loss" in row]
+    assert steps == list(range(1, 7))  # one writer: no duplicated rows

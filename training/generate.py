@@ -29,11 +29,21 @@ def chord_mask(prev: torch.Tensor | None, batch: int) -> torch.Tensor:
 
 
 def sample_masked(logits: torch.Tensor, mask: torch.Tensor, temperature: float,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+                  generator: torch.Generator | None = None, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """One token per row from ``logits`` [B, V] restricted to ``mask``; the batched twin of
+    ``app.engine.grammar.sample`` (temperature 0 is greedy)."""
     logits = logits.float().masked_fill(~mask, float("-inf"))
     if temperature <= 0:
         return logits.argmax(-1)
-    probs = torch.softmax(logits / temperature, dim=-1)
+    logits = logits / temperature
+    if top_k:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        drop = sorted_p.cumsum(-1) - sorted_p >= top_p  # keep the smallest head whose mass reaches top_p
+        probs = probs.scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
