@@ -43,3 +43,22 @@ def tiny_run(small_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "online-tiny"
     pretrain("online", "tiny", small_cache[0], out, RECIPES["smoke"], device="cpu", quiet=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_run, tmp_path_factory):
+    """The tiny run exported as a model bundle (ONNX + card), with its int8 variant."""
+    from training.export import export_bundle
+
+    out = tmp_path_factory.mktemp("models")
+    export_bundle(tiny_run, "tiny-test", out, int8=True)
+    return out / "tiny-test.json"
+
+
+@pytest.fixture(scope="session")
+def tiny_melody_agent(small_cache, tmp_path_factory):
+    from training.pretrain import RECIPES, pretrain
+
+    out = tmp_path_factory.mktemp("run") / "melody-tiny"
+    pretrain("melody", "tiny", small_cache[0], out, RECIPES["smoke"], device="cpu", quiet=True)
+    return out

@@ -11,15 +11,13 @@ from app.engine.bundle import BundleError, load_bundle
 from app.engine.grammar import Grammar
 from app.engine.policy import OnnxPolicy
 from training.data import tokens as T
-from training.export import compare_with_torch, export_bundle, export_onnx
+from training.export import compare_with_torch, export_onnx
 from training.pretrain import load_model
 
 
 @pytest.fixture(scope="module")
-def bundle_dir(tiny_run, tmp_path_factory):
-    out = tmp_path_factory.mktemp("models")
-    export_bundle(tiny_run, "tiny-test", out, int8=True)
-    return out
+def bundle_dir(tiny_bundle):
+    return tiny_bundle.parent
 
 
 def test_onnx_matches_torch_over_a_prefill_and_50_steps(tiny_run, tmp_path):

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from .data.cache import DataError
@@ -51,17 +52,19 @@ def _pretrain(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from .evaluate import evaluate_systems, write_report
+    from .evaluate import evaluate, write_report
 
     systems = {}
     for spec in args.system:
         name, sep, target = spec.partition("=")
-        if not sep:
-            raise DataError(f"--system {spec!r}: expected NAME=RUN_OR_BASELINE")
+        if not sep or not name:
+            raise DataError(f"--system {spec!r}: expected NAME=RUN_DIR, NAME=BUNDLE or NAME=baseline:KIND")
         systems[name] = target
-    result = evaluate_systems(systems, Path(args.cache), args.split, args.n, args.seed, args.temperature)
+    t0 = time.perf_counter()
+    result = evaluate(systems, Path(args.cache), args.split, args.n, args.seed, args.temperature,
+                      Path(args.melody_agent) if args.melody_agent else None)
     write_report(result, Path(args.out))
-    print((Path(args.out) / "report.md").read_text())
+    print(f"wrote {Path(args.out) / 'report.md'}, metrics.json and 4 plots in {time.perf_counter() - t0:.1f} s")
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -110,12 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = stages.add_parser("eval", help="compare chord systems on held-out melodies")
     ev.add_argument("--system", action="append", required=True,
-                    help="NAME=RUN_DIR or NAME=baseline:tonic|online-key|frequent|random (repeatable)")
+                    help="NAME=RUN_DIR, NAME=BUNDLE(.json) or NAME=baseline:tonic|online-key|frequent|random (repeatable)")
     ev.add_argument("--cache", required=True)
     ev.add_argument("--split", default="test", choices=["valid", "test", "ood"])
     ev.add_argument("--n", type=int, help="at most this many songs")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--temperature", type=float, default=1.0)
+    ev.add_argument("--melody-agent", help="a melody-agent run: adds the model-model jamming protocol")
     ev.add_argument("--out", required=True)
     ev.set_defaults(func=_eval)
 

@@ -1,154 +1,248 @@
-"""`comper-train eval`: run chord systems on the same held-out melodies and compare their harmony.
+"""`comper-train eval`: every chord system on the same held-out melodies, the same seeds, one report.
 
-Systems are training runs (online policy or offline teacher), model bundles, or built-in baselines with no
-model: ``baseline:tonic`` (the tonic triad of the song's annotated key, or the Krumhansl-Schmuckler key of its
-melody when none is annotated, struck on every beat: it knows the whole song's key, so it is not an online
-system), ``baseline:online-key`` (the same, but on each beat the key is estimated from the melody heard so far:
-the fair no-model baseline for an online accompanist), ``baseline:frequent`` (the most common training chord on
-every beat) and ``baseline:random`` (a uniformly random vocabulary chord on every beat). The ground truth is
-always added. Every system sees the first 256-frame window of each song of the split, with the same seeds.
+Protocols, all strictly online for online policies (chord t sees melody < t only):
+
+* ``fixed``: the first 256 frames of N songs of the split (test, or OpenEWLD for ``ood``);
+* ``tritone``: the same melodies transposed up 6 semitones from beat 16 on; the per-beat harmony curve shows
+  how fast each system follows (the ground truth is transposed with the melody: the ceiling);
+* ``jam``: each online policy improvising with the learned melody agent (``--melody-agent RUN``), no data.
+
+Metrics come from ``training.evaluation`` (harmony, diversity, timing); the diversity embedding is the
+model-free chord-bigram histogram until the contrastive reward model exists. The report is ``report.md``,
+``metrics.json`` and PNG plots.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .data import tokens as T
-from .data.cache import Cache, load as load_cache
-from .data.chords import N_QUALITIES, QUALITY_INDEX
-from .data.codec import melody_tokens
+from .data.cache import Cache, DataError, load as load_cache
+from .data.codec import Frames, melody_tokens, transpose
 from .data.sources import TRAINING_SOURCES
-from .evaluation.harmony import mean_over_songs, note_in_chord
-from .generate import chord_indices, generate_offline, generate_online
+from .evaluation import diversity as D
+from .evaluation import timing as TM
+from .evaluation.harmony import CHORD_PC, beats_to_recover, note_in_chord, per_beat_note_in_chord
+from .evaluation.systems import System, baseline_chords, load_system, most_frequent_chord
+from .generate import chord_indices, generate_jam, generate_offline, generate_online
 
 WINDOW = 256
-# Krumhansl-Kessler key profiles (major, minor), tonic first.
-_KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-_KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+CHANGE_BEAT = 16
+BATCH = 64
 
 
-def estimate_key(melody: np.ndarray) -> tuple[int, str]:
-    """Krumhansl-Schmuckler key of a melody (pitch per frame, -1 silence), weighted by duration."""
-    hist = np.bincount(melody[melody >= 0] % 12, minlength=12).astype(float)
-    best = max(((np.corrcoef(hist, np.roll(prof, k))[0, 1], k, mode) for mode, prof in
-                (("major", _KK_MAJOR), ("minor", _KK_MINOR)) for k in range(12)), key=lambda x: np.nan_to_num(x[0]))
-    return best[1], best[2]
+@dataclass
+class Songs:
+    """One protocol's inputs: melody frames and ground-truth chords per song (already cut to the window)."""
+
+    frames: list[Frames]
+    keys: list[list | None]
 
 
-def test_windows(cache: Cache, split: str, n: int | None) -> list[int]:
-    songs = cache.select(split, TRAINING_SOURCES if split != "ood" else ("openewld",), with_chords=True)
+@dataclass
+class Outputs:
+    melody: list[np.ndarray]
+    melody_onset: list[np.ndarray]
+    chords: list[np.ndarray]
+    chord_onset: list[np.ndarray]
+
+
+def select_songs(cache: Cache, split: str, n: int | None) -> list[int]:
+    sources = ("openewld",) if split == "ood" else TRAINING_SOURCES
+    songs = cache.select(split, sources, with_chords=True)
+    if not songs:
+        raise DataError(f"{cache.path}: no songs with chords in split {split!r}")
+    if n is not None and n > len(songs):
+        raise DataError(f"--n {n} is larger than the {split} split ({len(songs)} songs in {cache.path})")
     return songs[:n] if n else songs
 
 
-def _beat_chords(chord: np.ndarray, length: int) -> np.ndarray:
-    return np.full(length, chord, np.int64)
+def fixed_songs(cache: Cache, ids: list[int]) -> Songs:
+    frames = [cache.frames(i).crop(0, min(len(cache.frames(i)), WINDOW)) for i in ids]
+    return Songs(frames, [cache.songs[i].get("key") for i in ids])
 
 
-def baseline_chords(name: str, cache: Cache, songs: list[int], rng: np.random.Generator) -> list[np.ndarray]:
-    """Chord index per frame for a built-in baseline."""
+def tritone_songs(songs: Songs) -> Songs:
+    """The melody (and, for the ground truth, the chords) up a tritone from beat 16 on."""
     out = []
-    if name == "frequent":
-        train = cache.select("train", TRAINING_SOURCES, with_chords=True)
-        counts = Counter()
-        for i in train:
-            c = cache.frames(i).chord
-            counts.update(c[c >= 0].tolist())
-        top = counts.most_common(1)[0][0]
-    for i in songs:
-        f = cache.frames(i)
-        n = min(len(f), WINDOW)
-        if name == "tonic":
-            key = cache.songs[i].get("key")
-            tonic, mode = (key[0], key[1]) if key else estimate_key(f.melody[:n])
-            quality = QUALITY_INDEX["min" if mode == "minor" else "maj"]
-            out.append(_beat_chords(tonic * N_QUALITIES + quality, n))
-        elif name == "online-key":
-            chords = np.full(n, -1, np.int64)
-            for beat in range(0, n, 4):
-                heard = f.melody[:beat]
-                if (heard >= 0).any():
-                    tonic, mode = estimate_key(heard)
-                    chords[beat:beat + 4] = tonic * N_QUALITIES + QUALITY_INDEX["min" if mode == "minor" else "maj"]
-            out.append(chords)
-        elif name == "frequent":
-            out.append(_beat_chords(top, n))
-        elif name == "random":
-            beats = rng.integers(0, 12 * N_QUALITIES, -(-n // 4))
-            out.append(np.repeat(beats, 4)[:n])
-        else:
-            raise ValueError(f"unknown baseline {name!r} (tonic, online-key, frequent, random)")
-    return out
+    for f in songs.frames:
+        cut = min(CHANGE_BEAT * 4, len(f))
+        head, tail = f.crop(0, cut), transpose(f.crop(cut, len(f)), 6)
+        if cut < len(f):  # a note / chord sounding across the change is struck again, transposed
+            tail.melody_onset[0] = tail.melody[0] >= 0
+            tail.chord_onset[0] = tail.chord[0] >= 0
+        out.append(Frames(*(np.concatenate([getattr(head, k), getattr(tail, k)]) for k in
+                            ("melody", "melody_onset", "chord", "chord_onset"))))
+    return Songs(out, songs.keys)
 
 
-def model_chords(run: Path, cache: Cache, songs: list[int], seed: int, temperature: float,
-                 batch: int = 64) -> list[np.ndarray]:
-    from .pretrain import load_model
-
-    model, ckpt = load_model(run)
-    kind = ckpt["kind"]
-    if kind == "melody":
-        raise ValueError(f"{run}: a melody agent is not a chord system")
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for a in range(0, len(songs), batch):
-        ids = songs[a:a + batch]
-        frames = [cache.frames(i) for i in ids]
-        n = max(min(len(f), WINDOW) for f in frames)
-        mel = np.full((len(ids), n), T.SILENCE, np.int64)
-        for r, f in enumerate(frames):
-            m = melody_tokens(f.crop(0, min(len(f), WINDOW)))
-            mel[r, :len(m)] = m
-        mel_t = torch.as_tensor(mel)
-        chords = (generate_online if kind == "online" else generate_offline)(model, mel_t, temperature, gen)
-        for r, f in enumerate(frames):
-            out.append(chord_indices(chords[r, :min(len(f), WINDOW)].numpy()))
-    return out
-
-
-def bootstrap_ci(values: list[float], rng: np.random.Generator, n: int = 1000) -> tuple[float, float]:
-    v = np.asarray(values)
-    means = v[rng.integers(0, len(v), (n, len(v)))].mean(1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
-def evaluate_systems(systems: dict[str, str], cache: Cache | Path, split: str = "test", n: int | None = None,
-                     seed: int = 0, temperature: float = 1.0) -> dict:
-    cache = cache if isinstance(cache, Cache) else load_cache(cache)
-    songs = test_windows(cache, split, n)
-    melodies = [cache.frames(i).melody[:WINDOW] for i in songs]
-    results = {}
-    all_systems = {"ground truth": "truth", **systems}
-    for name, spec in all_systems.items():
+def run_system(system: System, songs: Songs, seed: int, temperature: float, frequent: int) -> Outputs:
+    """The system's chords for every song (chord index and onset per frame)."""
+    mel = [f.melody for f in songs.frames]
+    mon = [f.melody_onset for f in songs.frames]
+    if system.kind == "truth":
+        return Outputs(mel, mon, [f.chord.astype(np.int64) for f in songs.frames], [f.chord_onset for f in songs.frames])
+    if system.kind == "baseline":
         rng = np.random.default_rng(seed)
-        if spec == "truth":
-            chords = [cache.frames(i).chord[:WINDOW] for i in songs]
-        elif spec.startswith("baseline:"):
-            chords = baseline_chords(spec.split(":", 1)[1], cache, songs, rng)
-        else:
-            chords = model_chords(Path(spec), cache, songs, seed, temperature)
-        per_song = [r for r in (note_in_chord(m, c) for m, c in zip(melodies, chords)) if r is not None]
-        score, counted = mean_over_songs(melodies, chords)
-        lo, hi = bootstrap_ci(per_song, np.random.default_rng(seed))
-        silence = float(np.mean([((c < 0) & (m >= 0)).sum() / max((m >= 0).sum(), 1)
-                                 for m, c in zip(melodies, chords)]))
-        results[name] = {"spec": spec, "note_in_chord": score, "ci95": [lo, hi], "songs": counted,
-                         "chord_silence_ratio": silence}
-    return {"split": split, "songs": len(songs), "seed": seed, "temperature": temperature, "systems": results}
+        pairs = [baseline_chords(system.spec.split(":", 1)[1], m, k, rng, frequent) for m, k in zip(mel, songs.keys)]
+        return Outputs(mel, mon, [p[0] for p in pairs], [p[1] for p in pairs])
+    gen = torch.Generator().manual_seed(seed)
+    chords, onsets = [], []
+    for a in range(0, len(songs.frames), BATCH):
+        batch = songs.frames[a:a + BATCH]
+        n = max(len(f) for f in batch)
+        tokens = np.full((len(batch), n), T.SILENCE, np.int64)
+        for r, f in enumerate(batch):
+            tokens[r, :len(f)] = melody_tokens(f)
+        fn = generate_online if system.kind == "online" else generate_offline
+        out = fn(system.model, torch.as_tensor(tokens), temperature, gen).numpy()
+        for r, f in enumerate(batch):
+            chords.append(chord_indices(out[r, :len(f)]))
+            onsets.append(out[r, :len(f)] >= T.CHORD_ON)
+    return Outputs(mel, mon, chords, onsets)
+
+
+def run_jam(system: System, agent, n: int, seed: int, temperature: float) -> Outputs:
+    gen = torch.Generator().manual_seed(seed)
+    chords, melody = [], []
+    for a in range(0, n, BATCH):
+        c, m = generate_jam(system.model, agent, min(BATCH, n - a), WINDOW, temperature, gen)
+        chords.append(c.numpy())
+        melody.append(m.numpy())
+    c, m = np.concatenate(chords), np.concatenate(melody)
+    mel = np.where((m >= T.NOTE_HOLD) & (m < T.CHORD_HOLD), (m - T.NOTE_HOLD) % T.N_PITCHES, -1)
+    return Outputs(list(mel), list((m >= T.NOTE_ON) & (m < T.CHORD_HOLD)), [chord_indices(r) for r in c],
+                   list(c >= T.CHORD_ON))
+
+
+def bootstrap_ci(values: list[float], seed: int, n: int = 2000) -> list[float]:
+    v = np.asarray(values, dtype=float)
+    if len(v) == 0:
+        return [float("nan"), float("nan")]
+    means = v[np.random.default_rng(seed).integers(0, len(v), (n, len(v)))].mean(1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def measure(out: Outputs, reference_hist: np.ndarray, seed: int) -> dict:
+    """Every metric of one system on one protocol."""
+    per_song = [note_in_chord(m, c) for m, c in zip(out.melody, out.chords)]
+    counted = [r for r in per_song if r is not None]
+    emb = np.stack([D.bigram_embedding(c, o) for c, o in zip(out.chords, out.chord_onset)])
+    hist = TM.pooled_onset_interval_histogram(out.melody_onset, out.chord_onset)
+    freq = np.bincount(np.concatenate([c[c >= 0] for c in out.chords] or [np.zeros(0, np.int64)]),
+                       minlength=len(CHORD_PC))
+    lengths = np.concatenate([TM.chord_events(c, o)[1] for c, o in zip(out.chords, out.chord_onset)] or [[]])
+    length_hist = np.bincount(np.minimum(lengths.astype(int), D.LENGTH_BINS - 1), minlength=D.LENGTH_BINS)
+    curve = per_beat_note_in_chord(out.melody, out.chords, n_beats=WINDOW // 4)
+    events = [TM.chord_events(c, o)[2] for c, o in zip(out.chords, out.chord_onset)]
+
+    def mean(values):
+        v = [x for x in values if x is not None and np.isfinite(x)]
+        return float(np.mean(v)) if v else float("nan")
+
+    return {
+        "harmony": {"mean": mean(counted), "ci95": bootstrap_ci(counted, seed), "n": len(counted)},
+        "vendi": D.vendi_score(emb),
+        "chord_entropy": max(0.0, D.chord_symbol_entropy(out.chords)),  # clamp -0.0 from float noise
+        "chord_length_entropy": max(0.0, D.chord_length_entropy(out.chords, out.chord_onset)),
+        "distinct_4grams": D.distinct_progressions(events, n=4),
+        "onset_interval_emd_x1e3": 1e3 * TM.onset_interval_emd(hist, reference_hist) if hist.sum() else float("nan"),
+        "chord_silence_ratio": mean([TM.chord_silence_ratio(m, c) for m, c in zip(out.melody, out.chords)]),
+        "pitch_classes_per_chord": mean([TM.mean_pitch_classes_per_chord(c, o)
+                                         for c, o in zip(out.chords, out.chord_onset)]),
+        "early_stop_ratio": mean([TM.early_stop_ratio(m, c) for m, c in zip(out.melody, out.chords)]),
+        "per_beat": [None if not np.isfinite(x) else float(x) for x in curve],
+        "chord_frequency": freq.tolist(),
+        "chord_length_hist": length_hist.tolist(),
+    }
+
+
+def evaluate(systems: dict[str, str], cache: Cache | Path, split: str = "test", n: int | None = None, seed: int = 0,
+             temperature: float = 1.0, melody_agent: Path | None = None, log=print) -> dict:
+    cache = cache if isinstance(cache, Cache) else load_cache(cache)
+    loaded = [load_system("ground truth", "truth")] + [load_system(k, v) for k, v in systems.items()]
+    ids = select_songs(cache, split, n)
+    fixed = fixed_songs(cache, ids)
+    reference = TM.pooled_onset_interval_histogram([f.melody_onset for f in fixed.frames],
+                                                   [f.chord_onset for f in fixed.frames])
+    frequent = most_frequent_chord(cache)
+    protocols = {"fixed": fixed, "tritone": tritone_songs(fixed)}
+    result = {"split": split, "songs": len(ids), "seed": seed, "temperature": temperature, "window": WINDOW,
+              "diversity_embedding": "chord-bigram histogram (model-free)", "protocols": {}, "seconds": {}}
+    for pname, songs in protocols.items():
+        result["protocols"][pname] = {}
+        for system in loaded:
+            t0 = time.perf_counter()
+            out = run_system(system, songs, seed, temperature, frequent)
+            m = measure(out, reference, seed)
+            if pname == "tritone":
+                curve = np.array([np.nan if x is None else x for x in m["per_beat"]])
+                m["beats_to_recover"] = beats_to_recover(curve, CHANGE_BEAT)
+            m["seconds"] = round(time.perf_counter() - t0, 2)
+            result["protocols"][pname][system.name] = m
+            log(f"{pname:<8} {system.name:<22} harmony {m['harmony']['mean']:.3f}  vendi {m['vendi']:.2f}  "
+                f"({m['seconds']:.1f} s)")
+    if melody_agent is not None:
+        from .pretrain import load_model
+
+        agent, ckpt = load_model(Path(melody_agent))
+        if ckpt["kind"] != "melody":
+            raise DataError(f"--melody-agent {melody_agent}: holds a {ckpt['kind']} model, not a melody agent")
+        result["protocols"]["jam"] = {}
+        for system in loaded:
+            if system.kind != "online":
+                continue
+            t0 = time.perf_counter()
+            m = measure(run_jam(system, agent, len(ids), seed, temperature), reference, seed)
+            m["seconds"] = round(time.perf_counter() - t0, 2)
+            result["protocols"]["jam"][system.name] = m
+            log(f"jam      {system.name:<22} harmony {m['harmony']['mean']:.3f}  vendi {m['vendi']:.2f}")
+    return result
 
 
 def write_report(result: dict, out: Path) -> None:
+    from .evaluation import plots
+
     out.mkdir(parents=True, exist_ok=True)
-    (out / "harmony.json").write_text(json.dumps(result, indent=1))
-    lines = [f"# Harmony on the {result['split']} split", "",
-             f"{result['songs']} songs, first 256 frames each, seed {result['seed']}, temperature "
-             f"{result['temperature']}; chords strictly online for online policies.", "",
-             "| system | note-in-chord | 95% CI | chord silence over melody |", "|---|---|---|---|"]
-    for name, r in result["systems"].items():
-        lines.append(f"| {name} | {r['note_in_chord']:.3f} | {r['ci95'][0]:.3f}-{r['ci95'][1]:.3f} | "
-                     f"{r['chord_silence_ratio']:.3f} |")
+    (out / "metrics.json").write_text(json.dumps(result, indent=1))
+    split = {"test": "in-distribution test split", "valid": "validation split", "ood": "OpenEWLD (out of distribution)"}
+    lines = [f"# Chord systems on the {split.get(result['split'], result['split'])}", "",
+             f"{result['songs']} songs, the first {result['window']} frames (64 beats) of each; seed {result['seed']}, "
+             f"temperature {result['temperature']}. Online policies are strictly online (chord t sees melody < t). "
+             f"Diversity embedding: {result['diversity_embedding']}. Intervals are bootstrap 95% CIs over songs.", ""]
+    heads = {"fixed": "Fixed melodies", "tritone": "Melody transposed +6 semitones at beat 16",
+             "jam": "Model-model jamming with the melody agent"}
+    for pname, systems in result["protocols"].items():
+        lines += [f"## {heads.get(pname, pname)}", "",
+                  "| system | harmony (95% CI) | n | Vendi | chord entropy | length entropy | distinct 4-grams | "
+                  "onset EMD x1e3 | silence | pcs/chord | early stop |" + (" beats to recover |" if pname == "tritone" else ""),
+                  "|---" * (10 + (pname == "tritone")) + "|---|"]
+        for name, m in systems.items():
+            h = m["harmony"]
+            row = (f"| {name} | {h['mean']:.3f} ({h['ci95'][0]:.3f}-{h['ci95'][1]:.3f}) | {h['n']} | {m['vendi']:.2f} | "
+                   f"{m['chord_entropy']:.2f} | {m['chord_length_entropy']:.2f} | {m['distinct_4grams']:.3f} | "
+                   f"{m['onset_interval_emd_x1e3']:.1f} | {m['chord_silence_ratio']:.3f} | "
+                   f"{m['pitch_classes_per_chord']:.2f} | {m['early_stop_ratio']:.3f} |")
+            if pname == "tritone":
+                rec = m.get("beats_to_recover")
+                row += f" {rec if rec is not None else 'never'} |"
+            lines.append(row)
+        lines.append("")
+    figures = {"harmony_vs_diversity.png": "Harmony vs diversity (fixed melodies)",
+               "adaptation.png": "Per-beat harmony, melody +6 semitones at beat 16",
+               "chord_frequency.png": "Chord frequencies (fixed melodies)",
+               "chord_lengths.png": "Chord lengths (fixed melodies)"}
+    fixed = result["protocols"]["fixed"]
+    plots.harmony_vs_diversity(fixed, out / "harmony_vs_diversity.png", figures["harmony_vs_diversity.png"])
+    plots.adaptation_curves(result["protocols"]["tritone"], out / "adaptation.png", CHANGE_BEAT,
+                            figures["adaptation.png"])
+    plots.chord_frequencies(fixed, out / "chord_frequency.png", figures["chord_frequency.png"])
+    plots.chord_lengths(fixed, out / "chord_lengths.png", figures["chord_lengths.png"])
+    lines += ["## Figures", ""] + [f"![{t}]({f})" for f, t in figures.items()]
     (out / "report.md").write_text("\n".join(lines) + "\n")

@@ -15,12 +15,13 @@ from .data import tokens as T
 
 _GRAMMAR = Grammar.from_table(T.token_table())
 CHORD_SLOT = torch.as_tensor(_GRAMMAR.chord_slot)
+MELODY_SLOT = torch.as_tensor(_GRAMMAR.melody_slot)
 HOLD_OF = torch.as_tensor(_GRAMMAR.hold_of)
 
 
-def chord_mask(prev: torch.Tensor | None, batch: int) -> torch.Tensor:
-    """[B, V] allowed tokens for a chord slot after ``prev`` [B] (None at the start)."""
-    mask = CHORD_SLOT.to(prev.device if prev is not None else "cpu").expand(batch, -1).clone()
+def chord_mask(prev: torch.Tensor | None, batch: int, slot: torch.Tensor = CHORD_SLOT) -> torch.Tensor:
+    """[B, V] allowed tokens for a chord slot (or ``slot=MELODY_SLOT``) after ``prev`` [B] (None at the start)."""
+    mask = slot.to(prev.device if prev is not None else "cpu").expand(batch, -1).clone()
     if prev is not None:
         hold = HOLD_OF.to(prev.device)[prev]
         rows = torch.nonzero(hold >= 0).squeeze(1)
@@ -85,3 +86,24 @@ def chord_indices(chord_tokens: np.ndarray) -> np.ndarray:
     """Chord tokens -> vocabulary index per frame (-1 for silence / anything else)."""
     t = np.asarray(chord_tokens)
     return np.where((t >= T.CHORD_HOLD) & (t < T.VOCAB_SIZE), (t - T.CHORD_HOLD) % (T.CHORD_ON - T.CHORD_HOLD), -1)
+
+
+@torch.no_grad()
+def generate_jam(policy, agent, batch: int, frames: int, temperature: float = 1.0,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model-model jamming (GAPT Eq. 1): at every frame the chord policy and the melody agent each decide from the
+    shared history before frame t, then both hear both. Returns (chord tokens, melody tokens), each [B, frames]."""
+    bos = torch.full((batch, 1), T.BOS, dtype=torch.long)
+    p_logits, p_cache = policy(bos)
+    a_logits, a_cache = agent(bos)
+    prev_c = prev_m = None
+    chords, melody = [], []
+    for t in range(frames):
+        c = sample_masked(p_logits[:, -1], chord_mask(prev_c, batch), temperature, generator)
+        m = sample_masked(a_logits[:, -1], chord_mask(prev_m, batch, MELODY_SLOT), temperature, generator)
+        chords.append(c)
+        melody.append(m)
+        prev_c, prev_m = c, m
+        p_logits, p_cache = policy(torch.stack([c, m], 1), past=p_cache, start=1 + 2 * t)
+        a_logits, a_cache = agent(torch.stack([m, c], 1), past=a_cache, start=1 + 2 * t)
+    return torch.stack(chords, 1), torch.stack(melody, 1)
