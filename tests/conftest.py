@@ -62,3 +62,26 @@ def tiny_melody_agent(small_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "melody-tiny"
     pretrain("melody", "tiny", small_cache[0], out, RECIPES["smoke"], device="cpu", quiet=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(small_cache, tmp_path_factory):
+    from training.pretrain import RECIPES, pretrain
+
+    out = tmp_path_factory.mktemp("run") / "offline-tiny"
+    pretrain("offline", "tiny", small_cache[0], out, RECIPES["smoke"], device="cpu", quiet=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_rewards(small_cache, tmp_path_factory):
+    """A contrastive and a rhythm-only discriminative reward model (tiny, a few steps each)."""
+    from training.rewards import recipe_for, train_reward
+
+    runs = []
+    for kind, rhythm in (("contrastive", False), ("discriminative", True)):
+        out = tmp_path_factory.mktemp("run") / f"{kind}{'-rhythm' if rhythm else ''}"
+        train_reward(kind, "tiny", small_cache[0], out, recipe_for(kind, "smoke", rhythm), rhythm=rhythm,
+                     device="cpu", quiet=True)
+        runs.append(out)
+    return runs

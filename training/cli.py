@@ -67,6 +67,16 @@ def _eval(args: argparse.Namespace) -> None:
     print(f"wrote {Path(args.out) / 'report.md'}, metrics.json and 4 plots in {time.perf_counter() - t0:.1f} s")
 
 
+def _rl(args: argparse.Namespace) -> None:
+    from .rl.ppo import CONFIGS, train_rl, with_system
+
+    cfg = with_system(CONFIGS[args.config], args.system, entropy=args.entropy, updates=args.updates, seed=args.seed,
+                      adversarial=True if args.adversarial else None)
+    row = train_rl(cfg, Path(args.init), Path(args.teacher), [Path(r) for r in args.rewards or []], Path(args.cache),
+                   Path(args.out), system=args.system, until=args.until)
+    print(json.dumps(row))
+
+
 def _export(args: argparse.Namespace) -> None:
     from .export import export_bundle
 
@@ -111,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     pt.set_defaults(func=_pretrain)
 
+    from .rewards import add_rewards_parser
+
+    add_rewards_parser(stages)
+
     ev = stages.add_parser("eval", help="compare chord systems on held-out melodies")
     ev.add_argument("--system", action="append", required=True,
                     help="NAME=RUN_DIR, NAME=BUNDLE(.json) or NAME=baseline:tonic|online-key|frequent|random (repeatable)")
@@ -122,6 +136,24 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--melody-agent", help="a melody-agent run: adds the model-model jamming protocol")
     ev.add_argument("--out", required=True)
     ev.set_defaults(func=_eval)
+
+    from .rl.ppo import CONFIGS as RL_CONFIGS, SYSTEMS as RL_SYSTEMS
+
+    rl = stages.add_parser("rl", help="RL post-training of an online policy (PPO; GAPT with --system gapt)")
+    rl.add_argument("--system", default="gapt", choices=list(RL_SYSTEMS),
+                    help="realchords: no discriminator, no entropy bonus; gapt-no-adv: entropy 0.01; gapt: both")
+    rl.add_argument("--config", default="cpu", choices=list(RL_CONFIGS), help="scale of the run")
+    rl.add_argument("--init", required=True, help="the MLE online-policy run to start from")
+    rl.add_argument("--teacher", required=True, help="the offline-teacher run (KL anchor)")
+    rl.add_argument("--rewards", nargs="*", help="reward-model runs (the coherence ensemble)")
+    rl.add_argument("--cache", required=True)
+    rl.add_argument("--out", required=True)
+    rl.add_argument("--adversarial", action="store_true", help="add the GAPT discriminator to any system")
+    rl.add_argument("--entropy", type=float, help="override the entropy bonus")
+    rl.add_argument("--updates", type=int, help="override the number of PPO updates")
+    rl.add_argument("--until", type=int, help="stop after this update (resume later with the same command)")
+    rl.add_argument("--seed", type=int)
+    rl.set_defaults(func=_rl)
 
     ex = stages.add_parser("export", help="write a model bundle (ONNX + JSON card) for the app")
     ex.add_argument("--run", required=True)

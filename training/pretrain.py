@@ -135,6 +135,20 @@ def evaluate(kind: str, model: torch.nn.Module, ds: WindowDataset, r: Recipe, de
     return {f"val_{k}": sums[k] / counts[k] for k in sums}
 
 
+def guarded_step(loss: torch.Tensor, model: torch.nn.Module, opt: torch.optim.Optimizer, grad_clip: float,
+                 step: int, last: Path, bar) -> float:
+    """Backward, clip, step; a non-finite loss stops the run before it can touch the weights or a checkpoint."""
+    if not torch.isfinite(loss):
+        bar.close()
+        raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at step {step}; stopped. The last good checkpoint "
+                            f"is {last}" + ("" if last.exists() else " (none written yet)"))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return float(gnorm)
+
+
 def autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
@@ -155,8 +169,13 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def load_model(run: Path, which: str = "best") -> tuple[torch.nn.Module, dict]:
-    """The model of a run directory (``best`` by validation loss, or ``last``) and its checkpoint metadata."""
-    ckpt = load_checkpoint(Path(run) / f"ckpt_{which}.pt")
+    """The model of a run directory (``best`` by validation loss, or ``last``) and its checkpoint metadata.
+
+    RL runs have no validation loss: they write ``ckpt_last.pt`` only, which ``best`` then falls back to."""
+    path = Path(run) / f"ckpt_{which}.pt"
+    if which == "best" and not path.exists():
+        path = Path(run) / "ckpt_last.pt"
+    ckpt = load_checkpoint(path)
     model = build_model(ckpt["kind"], ModelConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     return model.eval(), ckpt
@@ -262,19 +281,12 @@ def pretrain(kind: str, config: str, cache: Cache | Path, out: Path, recipe: Rec
         with autocast(dev):
             losses = token_losses(kind, train_model, batch)
         loss = losses["loss"]
-        if not torch.isfinite(loss):
-            bar.close()
-            raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at step {step}; stopped. The last good checkpoint "
-                                f"is {last}" + (" " if last.exists() else " (none written yet)"))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-        opt.step()
+        gnorm = guarded_step(loss, model, opt, recipe.grad_clip, step, last, bar)
         step += 1
         tokens_seen += int((next(iter(batch.values())) != T.PAD).sum())
         if log is not None and (step % recipe.log_every == 0 or step == 1):
             rate = tokens_seen / max(time.time() - t0, 1e-9)
-            row = {"step": step, "lr": lr_at(step - 1, recipe), "grad_norm": float(gnorm), "tokens_per_s": round(rate),
+            row = {"step": step, "lr": lr_at(step - 1, recipe), "grad_norm": gnorm, "tokens_per_s": round(rate),
                    **{k: v.item() for k, v in losses.items()}}
             log.write(json.dumps(row) + "\n")
             log.flush()

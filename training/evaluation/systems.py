@@ -68,8 +68,8 @@ def load_system(name: str, spec: str) -> System:
         return System(name, spec, "baseline")
     path = Path(spec)
     if path.is_dir():
-        if not (path / "ckpt_best.pt").is_file():
-            raise DataError(f"--system {name}={spec}: {path / 'ckpt_best.pt'} not found (not a training run?)")
+        if not any((path / f).is_file() for f in ("ckpt_best.pt", "ckpt_last.pt")):
+            raise DataError(f"--system {name}={spec}: no ckpt_best.pt or ckpt_last.pt in {path} (not a training run?)")
         from ..pretrain import load_model
 
         model, ckpt = load_model(path)

@@ -1,0 +1,124 @@
+"""RL post-training with the tiny config: PPO moves the policy, GAPT's reward and schedule, the KL anchor."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from training.data import tokens as T
+from training.models.rewards import ChordDiscriminator
+from training.models.transformer import preset
+from training.pretrain import load_checkpoint, load_model
+from training.rl.ppo import (
+    CONFIGS, RLConfig, chord_masks, entropy_of, gae, kl_to_teacher, masked_logprobs, schedule_fires, train_rl,
+    with_system,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def gapt_run(small_cache, tiny_run, tiny_teacher, tiny_rewards, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rl") / "gapt"
+    cfg = with_system(CONFIGS["smoke"], "gapt")
+    train_rl(cfg, tiny_run, tiny_teacher, tiny_rewards, small_cache[0], out, system="gapt", quiet=True)
+    return out
+
+
+def test_a_ppo_run_changes_the_policy_and_logs_every_term(gapt_run, tiny_run):
+    before, _ = load_model(tiny_run)
+    after, ckpt = load_model(gapt_run)
+    assert ckpt["stage"] == "rl:gapt" and ckpt["step"] == 3
+    diff = max((a - b).abs().max().item() for a, b in zip(before.state_dict().values(), after.state_dict().values()))
+    assert diff > 0
+    rows = [json.loads(line) for line in (gapt_run / "log.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in rows] == [1, 2, 3]
+    terms = {k for k in rows[0] if k.startswith("r_")}
+    assert {"r_penalty_invalid", "r_penalty_silence", "r_penalty_early_stop", "r_penalty_repetition",
+            "r_adversarial"} <= terms
+    assert len(terms) == 5 + 2  # plus one term per reward model
+    assert all(r["r_penalty_invalid"] == 0 for r in rows)  # masked rollouts are always grammatical
+    for key in ("kl", "entropy", "value_loss", "pg_loss", "d_updates", "seconds"):
+        assert key in rows[-1]
+    assert rows[-1]["d_updates"] >= 1 and "d_accuracy" in rows[0]
+    assert "val_harmony" in rows[-1] and "val_vendi" in rows[-1]
+    assert (gapt_run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resumed_rl_run_continues_the_same_curve(small_cache, tiny_run, tiny_teacher, tiny_rewards, tmp_path):
+    cfg = with_system(CONFIGS["smoke"], "gapt")
+    a, b = tmp_path / "a", tmp_path / "b"
+    train_rl(cfg, tiny_run, tiny_teacher, tiny_rewards, small_cache[0], a, system="gapt", quiet=True)
+    train_rl(cfg, tiny_run, tiny_teacher, tiny_rewards, small_cache[0], b, system="gapt", quiet=True, until=2)
+    train_rl(cfg, tiny_run, tiny_teacher, tiny_rewards, small_cache[0], b, system="gapt", quiet=True)
+    rows = lambda p: [(r["update"], round(r["kl"], 6), round(r["pg_loss"], 6))
+                      for r in map(json.loads, (p / "log.jsonl").read_text().splitlines())]
+    assert rows(a) == rows(b)
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(load_checkpoint(a / "ckpt_last.pt")["model"].values(),
+                                                                load_checkpoint(b / "ckpt_last.pt")["model"].values()))
+
+
+def test_schedule_fires_exactly_as_specified():
+    cfg = RLConfig(d_every=5, d_phase1=200, d_threshold=1.0, d_window=3)
+    fired = [k for k in range(1, 201) if schedule_fires(k, [5.0] * 3, cfg)]
+    assert fired == [1] + list(range(5, 201, 5))  # warm-up: fixed interval, whatever the rewards
+    assert len(fired) == 41
+    assert not schedule_fires(201, [0.5, 0.9, 1.0], cfg)  # mean 0.8 <= 1
+    assert schedule_fires(202, [0.5, 1.2, 1.4], cfg)  # mean 1.03 > 1
+    assert not schedule_fires(203, [3.0, 1.0, 0.9, 0.95], cfg)  # only the last 3 count: mean 0.95
+    assert not schedule_fires(204, [2.0, 2.0], cfg)  # fewer than 3 updates of history
+
+
+def test_adversarial_reward_rises_as_d_is_fooled():
+    torch.manual_seed(0)
+    d = ChordDiscriminator(preset("tiny"))
+    chords = torch.full((4, 34), T.PAD)
+    chords[:, 0] = T.BOS
+    chords[:, 1:33] = T.CHORD_ON
+    rewards = []
+    for bias in (-3.0, 0.0, 3.0):  # D more and more convinced that the rollouts are real
+        with torch.no_grad():
+            d.head.bias.fill_(bias)
+            z = d.logits(chords)
+        rewards.append(d.adversarial_reward(chords).mean().item())
+        p = torch.sigmoid(z)
+        assert torch.allclose(d.adversarial_reward(chords), -torch.log(1 - p), atol=1e-5)
+    assert rewards[0] < rewards[1] < rewards[2]
+
+
+def test_kl_is_zero_when_policy_equals_teacher_and_positive_otherwise():
+    torch.manual_seed(0)
+    chords = torch.tensor([[T.CHORD_ON + 2, T.CHORD_HOLD + 2, T.SILENCE]])
+    mask = chord_masks(chords)
+    logits = torch.randn(1, 3, T.VOCAB_SIZE)
+    logp = masked_logprobs(logits, mask)
+    teacher_same = logp.nan_to_num(neginf=-1e9)
+    assert kl_to_teacher(logp, teacher_same).abs().max() < 1e-5
+    teacher_other = torch.log_softmax(torch.randn(1, 3, T.VOCAB_SIZE), -1)
+    assert (kl_to_teacher(logp, teacher_other) > 0).all()
+    assert (entropy_of(logp) > 0).all() and (entropy_of(logp) <= np.log(mask.sum(-1).float()) + 1e-4).all()
+
+
+def test_gae_on_a_hand_made_episode():
+    rewards = torch.tensor([[0.0, 0.0, 1.0]])
+    values = torch.tensor([[0.5, 0.5, 0.5]])
+    adv = gae(rewards, values, lam=1.0)  # lambda 1, gamma 1: return minus value
+    assert torch.allclose(adv, torch.tensor([[0.5, 0.5, 0.5]]))
+    adv0 = gae(rewards, values, lam=0.0)  # one-step TD errors
+    assert torch.allclose(adv0, torch.tensor([[0.0, 0.0, 0.5]]))
+
+
+def test_systems_set_the_documented_knobs():
+    assert with_system(CONFIGS["cpu"], "realchords").entropy == 0 and not with_system(CONFIGS["cpu"], "realchords").adversarial
+    assert with_system(CONFIGS["cpu"], "gapt-no-adv").entropy == 0.01
+    gapt = with_system(CONFIGS["cpu"], "gapt")
+    assert gapt.adversarial and gapt.entropy == 0.01 and gapt.kl_beta == 0.001
+    with pytest.raises(ValueError):
+        with_system(CONFIGS["cpu"], "ppo-magic")
