@@ -79,3 +79,15 @@ def test_bad_input_is_one_clear_line(small_cache, tiny_bundle, tmp_path, capsys)
     assert code == 2 and "larger than the test split" in err and "\n" not in err
     code, err = run_cli(base + ["--system", "k=baseline:nonsense"], capsys)
     assert code == 2 and "unknown baseline" in err
+
+
+def test_vendi_with_the_contrastive_chord_encoder(small_cache, tiny_rewards, tmp_path):
+    contrastive = tiny_rewards[0]
+    r = evaluate({"key": "baseline:online-key", "random": "baseline:random"}, small_cache[0], "test",
+                 embedding=contrastive, log=lambda *_: None)
+    assert "contrastive" in r["diversity_embedding"]
+    fixed = r["protocols"]["fixed"]
+    n = fixed["ground truth"]["harmony"]["n"]
+    assert all(1.0 <= m["vendi"] <= n + 1e-6 for m in fixed.values())
+    with pytest.raises(Exception, match="not a contrastive"):
+        evaluate({"k": "baseline:random"}, small_cache[0], "test", embedding=tiny_rewards[1], log=lambda *_: None)

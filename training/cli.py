@@ -62,7 +62,8 @@ def _eval(args: argparse.Namespace) -> None:
         systems[name] = target
     t0 = time.perf_counter()
     result = evaluate(systems, Path(args.cache), args.split, args.n, args.seed, args.temperature,
-                      Path(args.melody_agent) if args.melody_agent else None)
+                      Path(args.melody_agent) if args.melody_agent else None,
+                      Path(args.embedding) if args.embedding else None)
     write_report(result, Path(args.out))
     print(f"wrote {Path(args.out) / 'report.md'}, metrics.json and 4 plots in {time.perf_counter() - t0:.1f} s")
 
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--temperature", type=float, default=1.0)
     ev.add_argument("--melody-agent", help="a melody-agent run: adds the model-model jamming protocol")
+    ev.add_argument("--embedding", help="a contrastive reward-model run whose chord encoder embeds for Vendi")
     ev.add_argument("--out", required=True)
     ev.set_defaults(func=_eval)
 

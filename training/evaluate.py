@@ -8,7 +8,8 @@ Protocols, all strictly online for online policies (chord t sees melody < t only
 * ``jam``: each online policy improvising with the learned melody agent (``--melody-agent RUN``), no data.
 
 Metrics come from ``training.evaluation`` (harmony, diversity, timing); the diversity embedding is the
-model-free chord-bigram histogram until the contrastive reward model exists. The report is ``report.md``,
+chord encoder of a contrastive reward model (``--embedding RUN``, as in GAPT) or, without one, the model-free
+chord-bigram histogram. The report is ``report.md``,
 ``metrics.json`` and PNG plots.
 """
 
@@ -129,11 +130,40 @@ def bootstrap_ci(values: list[float], seed: int, n: int = 2000) -> list[float]:
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
-def measure(out: Outputs, reference_hist: np.ndarray, seed: int) -> dict:
+class ChordEmbedder:
+    """Chord-sequence embeddings for the Vendi score: the contrastive reward model's chord encoder (GAPT B.3), or
+    the model-free chord-bigram histogram when no model is given."""
+
+    def __init__(self, contrastive_run: Path | None = None) -> None:
+        self.model = None
+        self.name = "chord-bigram histogram (model-free)"
+        if contrastive_run is not None:
+            from .models.rewards import ContrastiveReward, load_reward
+
+            model, _ = load_reward(contrastive_run)
+            if not isinstance(model, ContrastiveReward):
+                raise DataError(f"--embedding {contrastive_run}: not a contrastive reward model run")
+            self.model, self.name = model, f"chord encoder of the contrastive reward model {contrastive_run}"
+
+    @torch.no_grad()
+    def __call__(self, chords: list[np.ndarray], onsets: list[np.ndarray]) -> np.ndarray:
+        if self.model is None:
+            return np.stack([D.bigram_embedding(c, o) for c, o in zip(chords, onsets)])
+        n = max(len(c) for c in chords)
+        win = np.full((len(chords), n + 2), T.PAD, np.int64)
+        win[:, 0] = T.BOS
+        for r, (c, o) in enumerate(zip(chords, onsets)):
+            tok = np.where(c < 0, T.SILENCE, np.where(o, T.CHORD_ON + c, T.CHORD_HOLD + c))
+            win[r, 1:1 + len(c)] = tok
+        return torch.cat([self.model.embed_chords(torch.as_tensor(win[a:a + BATCH]))
+                          for a in range(0, len(win), BATCH)]).numpy()
+
+
+def measure(out: Outputs, reference_hist: np.ndarray, seed: int, embedder: ChordEmbedder | None = None) -> dict:
     """Every metric of one system on one protocol."""
     per_song = [note_in_chord(m, c) for m, c in zip(out.melody, out.chords)]
     counted = [r for r in per_song if r is not None]
-    emb = np.stack([D.bigram_embedding(c, o) for c, o in zip(out.chords, out.chord_onset)])
+    emb = (embedder or ChordEmbedder())(out.chords, out.chord_onset)
     hist = TM.pooled_onset_interval_histogram(out.melody_onset, out.chord_onset)
     freq = np.bincount(np.concatenate([c[c >= 0] for c in out.chords] or [np.zeros(0, np.int64)]),
                        minlength=len(CHORD_PC))
@@ -164,8 +194,10 @@ def measure(out: Outputs, reference_hist: np.ndarray, seed: int) -> dict:
 
 
 def evaluate(systems: dict[str, str], cache: Cache | Path, split: str = "test", n: int | None = None, seed: int = 0,
-             temperature: float = 1.0, melody_agent: Path | None = None, log=print) -> dict:
+             temperature: float = 1.0, melody_agent: Path | None = None, embedding: Path | None = None,
+             log=print) -> dict:
     cache = cache if isinstance(cache, Cache) else load_cache(cache)
+    embedder = ChordEmbedder(embedding)
     loaded = [load_system("ground truth", "truth")] + [load_system(k, v) for k, v in systems.items()]
     ids = select_songs(cache, split, n)
     fixed = fixed_songs(cache, ids)
@@ -174,13 +206,13 @@ def evaluate(systems: dict[str, str], cache: Cache | Path, split: str = "test", 
     frequent = most_frequent_chord(cache)
     protocols = {"fixed": fixed, "tritone": tritone_songs(fixed)}
     result = {"split": split, "songs": len(ids), "seed": seed, "temperature": temperature, "window": WINDOW,
-              "diversity_embedding": "chord-bigram histogram (model-free)", "protocols": {}, "seconds": {}}
+              "diversity_embedding": embedder.name, "protocols": {}, "seconds": {}}
     for pname, songs in protocols.items():
         result["protocols"][pname] = {}
         for system in loaded:
             t0 = time.perf_counter()
             out = run_system(system, songs, seed, temperature, frequent)
-            m = measure(out, reference, seed)
+            m = measure(out, reference, seed, embedder)
             if pname == "tritone":
                 curve = np.array([np.nan if x is None else x for x in m["per_beat"]])
                 m["beats_to_recover"] = beats_to_recover(curve, CHANGE_BEAT)
@@ -199,7 +231,7 @@ def evaluate(systems: dict[str, str], cache: Cache | Path, split: str = "test", 
             if system.kind != "online":
                 continue
             t0 = time.perf_counter()
-            m = measure(run_jam(system, agent, len(ids), seed, temperature), reference, seed)
+            m = measure(run_jam(system, agent, len(ids), seed, temperature), reference, seed, embedder)
             m["seconds"] = round(time.perf_counter() - t0, 2)
             result["protocols"]["jam"][system.name] = m
             log(f"jam      {system.name:<22} harmony {m['harmony']['mean']:.3f}  vendi {m['vendi']:.2f}")
