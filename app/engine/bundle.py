@@ -74,3 +74,34 @@ def load_bundle(path: str | Path, variant: str = "fp32") -> Bundle:
         raise BundleError(f"{onnx_path}: sha256 {digest[:12]}... does not match the card's "
                           f"{str(entry.get('sha256'))[:12]}... (file changed or corrupt)")
     return Bundle(card, card_path, onnx_path)
+
+
+def models_dir() -> Path:
+    """Where shipped bundles live: $COMPER_MODELS, else the repository's ``models/`` folder."""
+    import os
+
+    return Path(os.environ.get("COMPER_MODELS", Path(__file__).resolve().parents[2] / "models"))
+
+
+def shipped_bundles() -> list[Path]:
+    """Every ``*.json`` card in the models folder that names an ONNX file (not yet validated)."""
+    out = []
+    for card in sorted(models_dir().glob("*.json")):
+        try:
+            if "onnx" in json.loads(card.read_text(encoding="utf-8")):
+                out.append(card)
+        except (OSError, json.JSONDecodeError):
+            out.append(card)  # listed, and refused with its reason when loaded
+    return out
+
+
+def resolve_model(name_or_path: str) -> Path:
+    """A bundle by shipped name (``gapt``) or by path (``models/gapt.json``, ``x.onnx``)."""
+    p = Path(name_or_path)
+    if p.suffix in (".json", ".onnx") or p.exists():
+        return p.with_suffix(".json")
+    card = models_dir() / f"{name_or_path}.json"
+    if card.exists():
+        return card
+    names = ", ".join(c.stem for c in shipped_bundles()) or "none"
+    raise BundleError(f"no model named {name_or_path!r} in {models_dir()} (shipped: {names})")

@@ -1,0 +1,216 @@
+"""Saving: a journal becomes a type-1 MIDI file plus a JSON sidecar that says how it was made.
+
+MIDI layout (480 ticks per quarter note, one tempo for the session):
+  track 0 ``Conductor``: tempo, time signature, one ``marker`` meta event per chord onset (the chord symbol);
+  ``Melody`` (channel 1), ``Chords`` (channel 2), ``Bass`` (channel 3): program change at 0, then the notes.
+Every note-on has its note-off: a chord's notes end where the next chord (or silence) starts, a melody note
+struck again without an off is ended first, and whatever still sounds at the end is closed at the last event.
+
+Timing: events carry times on the engine's clock; the file's beat grid is anchored at frame 0 (``t0`` from the
+header, or derived from the first chord event, else the first melody event, as ``t - frame * frame_seconds``).
+If the player played before frame 0 (during the count-in), whole bars of lead-in are added in front so nothing
+is cut and bar lines still fall on the session's bars.
+
+The sidecar ``<name>.json`` holds what a MIDI file cannot: app version, model name and sha256, seed, settings,
+the token stream (``[frame, chord_token, melody_token]`` rows), timing statistics, and whether the journal was
+finished or recovered after a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import mido
+
+from ..synth.synth import BASS, CHORDS, DEFAULT_PROGRAMS, MELODY
+from .journal import Journal, read_journal
+
+TICKS_PER_BEAT = 480
+TRACKS = (("Melody", MELODY), ("Chords", CHORDS), ("Bass", BASS))
+Note = tuple[int, int, int, int]  # (on_tick, off_tick, pitch, velocity)
+
+
+class _Timeline:
+    """Seconds on the engine clock -> ticks from the file's start."""
+
+    def __init__(self, journal: Journal) -> None:
+        h = journal.header
+        self.bpm = float(h["bpm"])
+        num, den = h.get("meter") or [4, 4]
+        frame_s = 60.0 / (self.bpm * 4)
+        timed = [e for e in journal.events if "t" in e and "f" in e]
+        t0 = h.get("t0")
+        if t0 is None:
+            first = next((e for e in timed if e["e"] == "chord"), timed[0] if timed else None)
+            t0 = first["t"] - first["f"] * frame_s if first else 0.0
+        earliest = min((e["t"] for e in timed), default=t0)
+        bar_s = num * (4.0 / den) * 60.0 / self.bpm
+        self.lead_in_bars = max(0, math.ceil((t0 - earliest) / bar_s - 1e-9))
+        self.origin = t0 - self.lead_in_bars * bar_s
+
+    def tick(self, t: float) -> int:
+        return max(0, round((t - self.origin) * self.bpm / 60.0 * TICKS_PER_BEAT))
+
+
+def _collect(journal: Journal, tl: _Timeline) -> tuple[dict[str, list[Note]], list[tuple[int, str]], int]:
+    """Notes per track, chord markers, and the last event's tick, from the events in time order."""
+    notes: dict[str, list[Note]] = {name: [] for name, _ in TRACKS}
+    markers: list[tuple[int, str]] = []
+    melody_open: dict[int, tuple[int, int]] = {}
+    chord_open: list[tuple[str, int, int, int]] = []  # (track, pitch, on_tick, velocity)
+    chord_key: tuple[int | None, tuple[int, ...]] | None = None
+    chord_symbol: str | None = None
+    events = sorted((e for e in journal.events if "t" in e), key=lambda e: e["t"])  # stable: file order on ties
+    end = 0
+
+    def end_chord(tick: int) -> None:
+        for track, pitch, on, vel in chord_open:
+            notes[track].append((on, tick, pitch, vel))
+        chord_open.clear()
+
+    for ev in events:
+        tick = tl.tick(ev["t"])
+        end = max(end, tick)
+        kind = ev["e"]
+        if kind == "on":
+            pitch = ev["p"]
+            if pitch in melody_open:  # struck again without a note-off: end the first one here
+                on, vel = melody_open.pop(pitch)
+                notes["Melody"].append((on, tick, pitch, vel))
+            melody_open[pitch] = (tick, max(1, min(127, ev.get("v", 90))))
+        elif kind == "off":
+            if ev["p"] in melody_open:
+                on, vel = melody_open.pop(ev["p"])
+                notes["Melody"].append((on, tick, ev["p"], vel))
+        elif kind == "chord":
+            bass = ev.get("b")
+            upper = tuple(sorted({p for p in ev.get("p", []) if p != bass}))
+            key = (bass, upper)
+            symbol = ev.get("s")
+            if ev.get("on") or key != chord_key:
+                end_chord(tick)
+                if bass is not None:
+                    chord_open.append(("Bass", bass, tick, 90))
+                chord_open.extend(("Chords", p, tick, 80) for p in upper)
+                starts = bass is not None or upper
+                if symbol and starts and (ev.get("on") or symbol != chord_symbol):
+                    markers.append((tick, symbol))
+                chord_key, chord_symbol = (key, symbol) if starts else (None, None)
+    for pitch, (on, vel) in melody_open.items():
+        notes["Melody"].append((on, max(end, on + 1), pitch, vel))
+    for track, pitch, on, vel in chord_open:
+        notes[track].append((on, max(end, on + 1), pitch, vel))
+    return notes, markers, end
+
+
+def _track(name: str, timed: list[tuple[int, int, mido.Message | mido.MetaMessage]], end: int) -> mido.MidiTrack:
+    """Absolute-tick messages -> a track with delta times; at equal ticks note-offs come before note-ons."""
+    track = mido.MidiTrack()
+    track.append(mido.MetaMessage("track_name", name=name, time=0))
+    last = 0
+    for tick, _order, msg in sorted(timed, key=lambda x: (x[0], x[1])):
+        track.append(msg.copy(time=tick - last))
+        last = tick
+    track.append(mido.MetaMessage("end_of_track", time=max(0, end - last)))
+    return track
+
+
+def programs_from(header: dict[str, Any]) -> dict[int, int]:
+    progs = dict(DEFAULT_PROGRAMS)
+    given = (header.get("settings") or {}).get("programs") or {}
+    for name, ch in (("melody", MELODY), ("chords", CHORDS), ("bass", BASS)):
+        if isinstance(given.get(name), int):
+            progs[ch] = given[name]
+    return progs
+
+
+def build_midi(journal: Journal) -> tuple[mido.MidiFile, dict[str, Any]]:
+    """The MIDI file and a summary (counts, duration, lead-in) for the sidecar."""
+    tl = _Timeline(journal)
+    notes, markers, end_tick = _collect(journal, tl)
+    end = max([end_tick, *(off for ns in notes.values() for _, off, _, _ in ns)])
+    num, den = journal.header.get("meter") or [4, 4]
+    mid = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
+    conductor: list[tuple[int, int, Any]] = [
+        (0, 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tl.bpm))),
+        (0, 0, mido.MetaMessage("time_signature", numerator=num, denominator=den)),
+    ]
+    conductor += [(tick, 1, mido.MetaMessage("marker", text=text)) for tick, text in markers]
+    mid.tracks.append(_track("Conductor", conductor, end))
+    programs = programs_from(journal.header)
+    for name, ch in TRACKS:
+        timed: list[tuple[int, int, Any]] = [(0, 0, mido.Message("program_change", channel=ch, program=programs[ch]))]
+        for on, off, pitch, vel in notes[name]:
+            timed.append((on, 2, mido.Message("note_on", channel=ch, note=pitch, velocity=vel)))
+            timed.append((off, 1, mido.Message("note_off", channel=ch, note=pitch, velocity=0)))
+        mid.tracks.append(_track(name, timed, end))
+    summary = {
+        "melody_notes": len(notes["Melody"]),
+        "chord_onsets": len(markers),
+        "duration_seconds": round(mido.tick2second(end, TICKS_PER_BEAT, mido.bpm2tempo(tl.bpm)), 3),
+        "lead_in_bars": tl.lead_in_bars,
+    }
+    return mid, summary
+
+
+def token_stream(journal: Journal) -> list[list[int | None]]:
+    """[frame, chord_token, melody_token] per frame, in frame order (None where a side was not recorded)."""
+    rows: dict[int, list[int | None]] = {}
+    for ev in journal.events:
+        if ev["e"] in ("chord", "tok") and "tok" in ev:
+            row = rows.setdefault(ev["f"], [ev["f"], None, None])
+            row[1 if ev["e"] == "chord" else 2] = ev["tok"]
+    return [rows[f] for f in sorted(rows)]
+
+
+def sidecar_path(midi_path: str | os.PathLike) -> Path:
+    return Path(midi_path).with_suffix(".json")
+
+
+def _replace_atomically(path: Path, write: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_session(journal_path: str | os.PathLike, midi_path: str | os.PathLike) -> Path:
+    """Write ``midi_path`` (type-1 MIDI) and ``<name>.json`` next to it from a journal; returns the MIDI path.
+
+    Works on an unfinished journal too (what ``recover`` uses); each file is written to a temporary name and
+    renamed, so a crash while saving never leaves half a file under the real name.
+    """
+    journal = read_journal(journal_path)
+    midi_path = Path(midi_path)
+    midi_path.parent.mkdir(parents=True, exist_ok=True)
+    mid, summary = build_midi(journal)
+    _replace_atomically(midi_path, lambda p: mid.save(str(p)))
+    h = journal.header
+    sidecar = {
+        "format": 1,
+        "app_version": h.get("app_version"),
+        "model": h.get("model"),
+        "seed": h.get("seed"),
+        "bpm": h.get("bpm"),
+        "meter": h.get("meter"),
+        "settings": h.get("settings"),
+        "started": h.get("started"),
+        "ended": (journal.close or {}).get("ended"),
+        "finished": journal.finished,
+        "recovered": bool((journal.close or {}).get("recovered")),
+        "midi": midi_path.name,
+        "journal": str(Path(journal_path).resolve()),
+        **summary,
+        "timing": journal.stats,
+        "tokens": token_stream(journal),
+        "journal_issues": {
+            "truncated_tail": journal.truncated or bool((journal.close or {}).get("truncated_tail")),
+            "skipped_lines": journal.skipped_lines,
+        },
+    }
+    text = json.dumps(sidecar, indent=1, ensure_ascii=False)
+    _replace_atomically(sidecar_path(midi_path), lambda p: p.write_text(text + "\n", encoding="utf-8"))
+    return midi_path

@@ -1,0 +1,211 @@
+"""The built-in synth: soundfont discovery, the audio-driver probe (silent mode), and offline rendering that really
+sounds (proved by a frequency check of the rendered WAV)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import wave
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+
+from app.synth import BuiltinSynth, RenderError, SoundfontNotFound, find_soundfont, render_midi_to_wav
+from app.synth import soundfont as sf_mod
+from app.synth import synth as synth_mod
+
+C_MAJOR = {"C4": 261.63, "E4": 329.63, "G4": 392.00}
+NOT_PLAYED = {"Eb4": 311.13, "C#4": 277.18, "F4": 349.23, "A4": 440.00}
+
+
+def spectrum_peaks(wav: Path, start: float, stop: float, freqs: dict[str, float]) -> dict[str, float]:
+    """Peak magnitude within +-3 Hz of each frequency, relative to the median magnitude in 50-2000 Hz."""
+    with wave.open(str(wav)) as w:
+        assert (w.getnchannels(), w.getsampwidth()) == (2, 2)
+        sr = w.getframerate()
+        x = np.frombuffer(w.readframes(w.getnframes()), np.int16).reshape(-1, 2).mean(axis=1)
+    seg = x[int(start * sr):int(stop * sr)]
+    seg = seg * np.hanning(len(seg))
+    n = 4 * sr  # zero-padded to 0.25 Hz bins
+    mag = np.abs(np.fft.rfft(seg, n=n))
+    f = np.fft.rfftfreq(n, 1 / sr)
+    floor = np.median(mag[(f > 50) & (f < 2000)])
+    return {k: float(mag[(f > v - 3) & (f < v + 3)].max() / floor) for k, v in freqs.items()}
+
+
+def assert_c_major(wav: Path, start: float, stop: float) -> None:
+    played = spectrum_peaks(wav, start, stop, C_MAJOR)
+    absent = spectrum_peaks(wav, start, stop, NOT_PLAYED)
+    weakest = min(played.values())
+    assert weakest > 50, (played, absent)  # measured: 800-2800x the floor
+    assert max(absent.values()) < weakest / 10, (played, absent)  # measured: < 5x the floor
+
+
+def c_major_midi(path: Path, seconds: float = 1.0) -> Path:
+    mid = mido.MidiFile(type=1, ticks_per_beat=480)
+    tr = mido.MidiTrack()
+    mid.tracks.append(tr)
+    tr.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(120)))
+    tr.append(mido.Message("program_change", channel=0, program=0))
+    for p in (60, 64, 67):
+        tr.append(mido.Message("note_on", note=p, velocity=90, time=0))
+    ticks = int(seconds * 2 * 480)
+    for i, p in enumerate((60, 64, 67)):
+        tr.append(mido.Message("note_off", note=p, velocity=0, time=ticks if i == 0 else 0))
+    mid.save(str(path))
+    return path
+
+
+# -- soundfont discovery -----------------------------------------------------------------------------------------
+
+
+def test_explicit_soundfont_wins(tmp_path, monkeypatch):
+    mine = tmp_path / "mine.sf2"
+    mine.write_bytes(b"RIFF")
+    monkeypatch.setenv("COMPER_SOUNDFONT", str(tmp_path / "other.sf2"))
+    assert find_soundfont(str(mine)) == mine.resolve()
+
+
+def test_env_soundfont(tmp_path, monkeypatch):
+    env = tmp_path / "env.sf2"
+    env.write_bytes(b"RIFF")
+    monkeypatch.setenv("COMPER_SOUNDFONT", str(env))
+    assert find_soundfont(None) == env.resolve()
+
+
+@pytest.mark.parametrize("source", ["explicit", "env"])
+def test_missing_requested_soundfont_is_an_error_not_a_fallback(tmp_path, monkeypatch, source):
+    missing = tmp_path / "typo.sf2"
+    if source == "env":
+        monkeypatch.setenv("COMPER_SOUNDFONT", str(missing))
+    with pytest.raises(SoundfontNotFound) as err:
+        find_soundfont(str(missing) if source == "explicit" else None)
+    msg = str(err.value)
+    assert "\n" not in msg and str(missing) in msg
+
+
+def test_no_soundfont_lists_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.delenv("COMPER_SOUNDFONT", raising=False)
+    monkeypatch.setattr(sf_mod, "ASSETS", tmp_path / "assets")
+    monkeypatch.setattr(sf_mod, "SYSTEM_LOCATIONS", (str(tmp_path / "sys" / "default-GM.sf2"), "/nowhere/FluidR3_GM.sf2"))
+    with pytest.raises(SoundfontNotFound) as err:
+        find_soundfont()
+    msg = str(err.value)
+    assert "\n" not in msg
+    for part in ("$COMPER_SOUNDFONT (unset)", str(tmp_path / "assets"), str(tmp_path / "sys" / "default-GM.sf2"),
+                 "/nowhere/FluidR3_GM.sf2", "fluid-soundfont-gm"):
+        assert part in msg, msg
+
+
+def test_system_soundfont_is_found(monkeypatch):
+    monkeypatch.delenv("COMPER_SOUNDFONT", raising=False)
+    assert "/usr/share/sounds/sf2/default-GM.sf2" in sf_mod.SYSTEM_LOCATIONS
+    assert "/usr/share/sounds/sf2/FluidR3_GM.sf2" in sf_mod.SYSTEM_LOCATIONS
+    path = find_soundfont()
+    assert path.is_file() and path.suffix in (".sf2", ".sf3")
+
+
+# -- the live synth and its driver probe -------------------------------------------------------------------------
+
+
+def _sound_output_possible() -> bool:
+    """A sound card, a sound server socket or a default JACK server would let a driver open legitimately."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    return bool(
+        Path("/dev/snd").exists() or Path("/dev/dsp").exists()
+        or glob.glob("/run/user/*/pulse/native") or glob.glob("/run/user/*/pipewire-0")
+        or (runtime and (Path(runtime, "pulse", "native").exists() or Path(runtime, "pipewire-0").exists()))
+        or glob.glob(f"/dev/shm/jack_{os.environ.get('JACK_DEFAULT_SERVER', 'default')}_*")  # a JACK server socket
+    )
+
+
+def test_probe_on_this_machine_ends_silent_without_raising():
+    with BuiltinSynth() as synth:
+        result = synth.start()
+        assert result in (*synth_mod.DRIVER_ORDER, "silent")
+        if _sound_output_possible():
+            pytest.skip(f"this machine has audio output ({result}); the silent path is covered below")
+        assert result == "silent" and synth.state == "silent" and synth.driver is None
+        assert synth.reason.startswith("no audio output (") and "\n" not in synth.reason
+        assert "pulseaudio:" in synth.reason and "alsa:" in synth.reason  # each failure with FluidSynth's words
+        assert "file" not in synth.tried  # the file driver would write fluidsynth.wav into the cwd
+        # silent mode is a visible no-op: notes are tracked so every note-on still gets its note-off
+        synth.note_on("chords", 60, 100)
+        synth.note_on(synth_mod.BASS, 36)
+        assert synth.sounding() == {(1, 60), (2, 36)}
+        synth.all_notes_off()
+        assert synth.sounding() == set()
+        synth.program_select("melody", 73)
+        assert synth.programs[0] == 73
+
+
+def test_driver_not_in_this_build_goes_silent_with_reason(monkeypatch):
+    monkeypatch.setattr(synth_mod, "DRIVER_ORDER", ("coreaudio", "dsound"))
+    synth = BuiltinSynth()
+    assert synth.start() == "silent"
+    assert "none of coreaudio, dsound is in this FluidSynth build (has " in synth.reason
+    assert synth.start("coreaudio") == "silent"  # an explicit driver: no fallback, and the reason says why
+    assert "coreaudio: not in this FluidSynth build" in synth.reason
+    synth.close()
+    synth.close()  # idempotent
+    assert synth.state == "closed"
+
+
+def test_missing_soundfont_goes_silent_with_reason(tmp_path):
+    synth = BuiltinSynth(soundfont=tmp_path / "nope.sf2")
+    assert synth.start() == "silent"
+    assert "nope.sf2" in synth.reason
+
+
+def test_a_driver_that_opens_plays_for_real(tmp_path, monkeypatch):
+    """FluidSynth's ``file`` driver is a real audio driver (a thread rendering in real time into
+    ./fluidsynth.wav): it proves the live path (channels, programs, note on/off) sounds a C major chord."""
+    monkeypatch.chdir(tmp_path)
+    import time
+
+    synth = BuiltinSynth(programs={"chords": 0})
+    assert synth.start("file") == "file"
+    assert synth.state == "playing" and synth.driver == "file" and synth.reason == ""
+    for p in (60, 64, 67):
+        synth.note_on("chords", p, 100)
+    time.sleep(0.8)
+    synth.all_notes_off()
+    assert synth.sounding() == set()
+    synth.close()
+    assert_c_major(tmp_path / "fluidsynth.wav", 0.15, 0.6)
+
+
+def test_program_out_of_range_is_refused():
+    with pytest.raises(ValueError):
+        BuiltinSynth().program_select("bass", 128)
+
+
+# -- offline rendering -------------------------------------------------------------------------------------------
+
+
+def test_render_c_major_sounds_c_e_g(tmp_path):
+    midi = c_major_midi(tmp_path / "c.mid", seconds=1.0)
+    info = render_midi_to_wav(midi, tmp_path / "c.wav")
+    assert info.notes == 3 and info.peak > 1000
+    assert info.sample_rate == 44100 and abs(info.seconds - 2.5) < 0.01  # 1 s + 1.5 s tail
+    with wave.open(str(info.wav_path)) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (2, 2, 44100)
+        assert w.getnframes() == info.samples
+    assert_c_major(info.wav_path, 0.1, 0.9)
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated"])
+def test_corrupt_midi_is_a_one_line_error_naming_the_file(tmp_path, kind):
+    bad = tmp_path / f"{kind}.mid"
+    if kind == "garbage":
+        bad.write_bytes(b"this is not a MIDI file\n" * 10)
+    else:
+        good = c_major_midi(tmp_path / "good.mid").read_bytes()
+        bad.write_bytes(good[: len(good) - 12])
+    with pytest.raises(RenderError) as err:
+        render_midi_to_wav(bad, tmp_path / "out.wav")
+    msg = str(err.value)
+    assert str(bad) in msg and "\n" not in msg
+    assert not (tmp_path / "out.wav").exists()
