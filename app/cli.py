@@ -38,6 +38,83 @@ def _models(args: argparse.Namespace) -> int:
     return 0 if all(r["ok"] for r in rows) else 2
 
 
+def sessions_dir() -> "Path":
+    import os
+    from pathlib import Path
+
+    return Path(os.environ.get("COMPER_SESSIONS", Path.home() / "Comper" / "sessions"))
+
+
+def _list_ports(args: argparse.Namespace) -> int:
+    from .midi import available_apis, list_ports
+
+    apis = [args.midi_api] if args.midi_api else available_apis()
+    found = [list_ports(api) for api in apis]
+    if args.json:
+        print(json.dumps([{"api": p.api, "inputs": p.inputs, "outputs": p.outputs, "error": p.error} for p in found],
+                         indent=1))
+        return 0
+    for p in found:
+        print(f"{p.api}: " + (p.error or f"{len(p.inputs)} input(s), {len(p.outputs)} output(s)"))
+        for name in p.inputs:
+            print(f"  in   {name}")
+        for name in p.outputs:
+            print(f"  out  {name}")
+    if not any(p.inputs or p.outputs for p in found):
+        print("no MIDI devices (the built-in synth still plays; `comper rejam` works with MIDI files)")
+    return 0
+
+
+def _recover(args: argparse.Namespace) -> int:
+    from .recording import find_unfinished, recover
+
+    journals = [args.journal] if args.journal else find_unfinished(args.dir or sessions_dir())
+    if not journals:
+        print(f"no unfinished session in {args.dir or sessions_dir()}")
+    for j in journals:
+        print(f"recovered {j} -> {recover(j)}")
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    """Check every part a jam needs; exit non-zero when something is missing."""
+    import onnxruntime
+
+    from .midi import available_apis, list_ports
+    from .synth import BuiltinSynth, find_soundfont
+
+    problems = 0
+
+    def line(ok: bool, what: str, detail: str) -> None:
+        nonlocal problems
+        problems += not ok
+        print(f"[{'ok' if ok else '!!'}] {what}: {detail}")
+
+    apis = available_apis()
+    line(bool(apis), "MIDI backends", ", ".join(apis) or "python-rtmidi has no backend")
+    for api in apis:
+        p = list_ports(api)
+        print(f"     {api}: " + (p.error or f"inputs {p.inputs or '-'}, outputs {p.outputs or '-'}"))
+    try:
+        sf = find_soundfont(args.soundfont)
+        line(True, "soundfont", str(sf))
+        synth = BuiltinSynth(sf)
+        driver = synth.start()
+        line(True, "audio", f"driver {driver}" if driver != "silent" else f"silent mode ({synth.reason})")
+        synth.close()
+    except Exception as e:  # noqa: BLE001 - report, do not crash, the doctor's job
+        line(False, "synth", str(e))
+    line(True, "onnxruntime", f"{onnxruntime.__version__}, providers {', '.join(onnxruntime.get_available_providers())}")
+    cards = shipped_bundles()
+    line(bool(cards), "shipped models", ", ".join(c.stem for c in cards) or "none in the models folder")
+    for card in cards:
+        try:
+            load_bundle(card)
+        except BundleError as e:
+            line(False, f"model {card.stem}", str(e))
+    return 1 if problems else 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     """Per-frame planning cost on a simulated clock at the given settings."""
     import numpy as np
@@ -114,6 +191,17 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("-o", "--output", required=True)
     rd.add_argument("--soundfont")
     rd.set_defaults(func=_render)
+    lp = sub.add_parser("list-ports", help="MIDI inputs and outputs of every backend")
+    lp.add_argument("--midi-api", help="ALSA, JACK, CoreMIDI or Windows MM (default: all compiled in)")
+    lp.add_argument("--json", action="store_true")
+    lp.set_defaults(func=_list_ports)
+    rc = sub.add_parser("recover", help="save sessions a crash left unfinished")
+    rc.add_argument("journal", nargs="?", help="one journal file (default: every unfinished one)")
+    rc.add_argument("--dir", help="the sessions folder (default: ~/Comper/sessions or $COMPER_SESSIONS)")
+    rc.set_defaults(func=_recover)
+    dr = sub.add_parser("doctor", help="check MIDI, synth, soundfont, onnxruntime and the shipped models")
+    dr.add_argument("--soundfont")
+    dr.set_defaults(func=_doctor)
     b = sub.add_parser("bench", help="per-frame planning cost on a simulated clock")
     b.add_argument("--model", default="online-mle-small")
     b.add_argument("--frames", type=int, default=2000)
