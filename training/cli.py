@@ -52,8 +52,12 @@ def _pretrain(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
+    import torch
+
     from .evaluate import evaluate, write_report
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     systems = {}
     for spec in args.system:
         name, sep, target = spec.partition("=")
@@ -136,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--temperature", type=float, default=1.0)
     ev.add_argument("--melody-agent", help="a melody-agent run: adds the model-model jamming protocol")
     ev.add_argument("--embedding", help="a contrastive reward-model run whose chord encoder embeds for Vendi")
+    ev.add_argument("--threads", type=int, help="CPU threads for torch (1 when another job shares the CPU: torch "
+                                                "eager slows 30-65x on an oversubscribed core)")
     ev.add_argument("--out", required=True)
     ev.set_defaults(func=_eval)
 
