@@ -25,6 +25,15 @@ def shared_data() -> Path:
 PER_SOURCE = 10
 
 
+def smoke_pretrain(kind: str, cache, tmp_path_factory) -> Path:
+    """A real (tiny, seconds-long) MLE run of one model kind on the small cache."""
+    from training.pretrain import RECIPES, pretrain
+
+    out = tmp_path_factory.mktemp("run") / f"{kind}-tiny"
+    pretrain(kind, "tiny", cache, out, RECIPES["smoke"], device="cpu", quiet=True)
+    return out
+
+
 @pytest.fixture(scope="session")
 def small_cache(shared_data, tmp_path_factory):
     """A cache of a few real songs per source, built once per test session."""
@@ -38,11 +47,7 @@ def small_cache(shared_data, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_run(small_cache, tmp_path_factory):
     """A real (tiny, seconds-long) MLE run of the online policy on the small cache."""
-    from training.pretrain import RECIPES, pretrain
-
-    out = tmp_path_factory.mktemp("run") / "online-tiny"
-    pretrain("online", "tiny", small_cache[0], out, RECIPES["smoke"], device="cpu", quiet=True)
-    return out
+    return smoke_pretrain(kind="online", cache=small_cache[0], tmp_path_factory=tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
@@ -57,20 +62,14 @@ def tiny_bundle(tiny_run, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_melody_agent(small_cache, tmp_path_factory):
-    from training.pretrain import RECIPES, pretrain
-
-    out = tmp_path_factory.mktemp("run") / "melody-tiny"
-    pretrain("melody", "tiny", small_cache[0], out, RECIPES["smoke"], device="cpu", quiet=True)
-    return out
+    """A tiny MLE run of the melody agent."""
+    return smoke_pretrain(kind="melody", cache=small_cache[0], tmp_path_factory=tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def tiny_teacher(small_cache, tmp_path_factory):
-    from training.pretrain import RECIPES, pretrain
-
-    out = tmp_path_factory.mktemp("run") / "offline-tiny"
-    pretrain("offline", "tiny", small_cache[0], out, RECIPES["smoke"], device="cpu", quiet=True)
-    return out
+    """A tiny MLE run of the offline teacher."""
+    return smoke_pretrain(kind="offline", cache=small_cache[0], tmp_path_factory=tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
