@@ -24,7 +24,8 @@ def _models(args: argparse.Namespace) -> int:
         try:
             b = load_bundle(card_path)
             m = b.card.get("model", {})
-            rows.append({"name": b.name, "path": str(card_path), "ok": True, "parameters": m.get("parameters"),
+            rows.append({"name": b.name, "path": str(card_path), "ok": True, "role": b.role,
+                         "parameters": m.get("parameters"),
                          "stage": b.card.get("training", {}).get("stage"), "int8": bool((b.card.get("int8") or {}).get("file"))})
         except BundleError as e:
             rows.append({"name": card_path.stem, "path": str(card_path), "ok": False, "error": str(e)})
@@ -33,12 +34,13 @@ def _models(args: argparse.Namespace) -> int:
     elif not rows:
         print("no model bundles found")
     for r in rows if not args.json else []:
-        state = f"{r['parameters'] / 1e6:.1f}M parameters, {r['stage']}" if r["ok"] else f"REFUSED: {r['error']}"
+        state = (f"{r['role']}, {r['parameters'] / 1e6:.1f}M parameters, {r['stage']}" if r["ok"]
+                 else f"REFUSED: {r['error']}")
         print(f"{r['name']:<24} {state}  ({r['path']})")
     return 0 if all(r["ok"] for r in rows) else 2
 
 
-def sessions_dir() -> "Path":
+def sessions_dir():
     import os
     from pathlib import Path
 
@@ -143,13 +145,126 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_meter(text: str) -> tuple[int, int]:
+    try:
+        num, den = (int(x) for x in text.split("/"))
+        if num < 1 or den not in (1, 2, 4, 8, 16):
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--meter {text!r}: expected beats/unit like 4/4 or 3/4") from None
+    return num, den
+
+
+def _open_outputs(args: argparse.Namespace) -> tuple[list, list, list]:
+    """(sinks, ports to watch, things to close) for every --out."""
+    from .engine.performer import MidiSink, SynthSink
+    from .midi import MidiOutput
+    from .synth import BuiltinSynth
+
+    sinks, ports, closers = [], [], []
+    for out in args.out or ["synth"]:
+        if out == "synth":
+            synth = BuiltinSynth(args.soundfont)
+            driver = synth.start()
+            print(f"synth: {driver}" if driver != "silent" else f"synth: SILENT ({synth.reason})")
+            sinks.append(SynthSink(synth))
+            closers.append(synth)
+        else:
+            virtual = out == "virtual"
+            port = MidiOutput("Comper out" if virtual else out, api=args.midi_api, virtual=virtual)
+            print(f"chords out: {port.port_name or port.name}" + (" (virtual port)" if virtual else ""))
+            sinks.append(MidiSink(port, thru=args.thru))
+            ports.append(port)
+            closers.append(port)
+    return sinks, ports, closers
+
+
+def _load_teacher(args: argparse.Namespace):
+    """The intro-fill teacher: --teacher NAME|PATH, 'none', or by default the first shipped teacher bundle."""
+    if args.teacher == "none" or args.listen <= 0:
+        return None
+    from .engine.teacher import OnnxTeacher
+
+    if args.teacher:
+        return OnnxTeacher(load_bundle(resolve_model(args.teacher)))
+    for card in shipped_bundles():
+        try:
+            b = load_bundle(card)
+        except BundleError:
+            continue
+        if b.role == "offline_teacher":
+            return OnnxTeacher(b)
+    return None
+
+
+def _jam(args: argparse.Namespace) -> int:
+    """Jam live: keyboard in, chords out, recorded; Ctrl-C (or --seconds) ends it and saves the session."""
+    from pathlib import Path
+
+    from .engine.live import JamSession, JamSettings
+    from .engine.planner import PlanSettings
+    from .engine.policy import OnnxPolicy
+    from .midi import MidiInput
+    from .recording import Recorder
+
+    bundle = load_bundle(resolve_model(args.model))
+    policy = OnnxPolicy(bundle, threads=args.threads)
+    teacher = _load_teacher(args)
+    plan = PlanSettings(lookahead_beats=args.lookahead, commit_beats=args.commit, listen_beats=args.listen,
+                        temperature=args.temperature, seed=args.seed)
+    settings = JamSettings(bpm=args.bpm or 100.0, meter=args.meter, count_in_bars=args.count_in, plan=plan)
+    sinks, ports, closers = _open_outputs(args)
+    record = Path(args.record) if args.record else None
+    journal_dir = record.parent if record else sessions_dir()
+    session = None
+    recorder = None
+    keyboard = None
+    try:
+        session = JamSession(policy, settings, sinks, teacher=teacher, ports=ports)
+        virtual_in = args.in_port == "virtual"
+        keyboard = MidiInput("Comper in" if virtual_in else args.in_port, session.on_note, api=args.midi_api,
+                             virtual=virtual_in)
+        session.ports.append(keyboard)
+        print(f"keyboard: {keyboard.port_name or keyboard.name}" + (" (virtual port)" if virtual_in else ""))
+        clock = session.make_clock()
+        recorder = Recorder(journal_dir, {"bpm": settings.bpm, "meter": list(settings.meter), "t0": clock.start,
+                                          "model_name": bundle.name, "model_sha256": bundle.card["onnx"]["sha256"],
+                                          "seed": plan.seed, "plan": plan, "voicing": settings.voicing,
+                                          "teacher": teacher.bundle.name if teacher else None, "mode": "jam"})
+        session.recorder = session.performer.recorder = recorder
+        session.start(clock)
+        print(f"model {bundle.name}{', intro by ' + teacher.bundle.name if teacher else ''}; {settings.bpm:g} bpm "
+              f"{settings.meter[0]}/{settings.meter[1]}, count-in {settings.count_in_beats} beats, chords after "
+              f"{plan.listen_beats:g} beats; Ctrl-C ends the jam", flush=True)
+        deadline = time.monotonic() + args.seconds if args.seconds else None
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.1 if deadline is None else max(0.0, min(0.1, deadline - time.monotonic())))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if keyboard is not None:
+            keyboard.close()
+        summary = session.stop() if session is not None and session.clock is not None else None
+        for c in closers:
+            c.close()
+    if recorder is None:
+        return 1
+    out = record or (journal_dir / recorder.path.name.replace(".journal.jsonl", ".mid"))
+    saved = recorder.save(out)
+    print(f"saved {saved} (+ {saved.with_suffix('.json').name}): {summary['frames']} frames, {summary['chords']} "
+          f"chords, {summary['deadline_misses']} deadline misses; planning median {summary['plan_ms_median']:.2f} ms, "
+          f"p99 {summary['plan_ms_p99']:.2f} ms; chord onsets p99 {summary['onset_error_ms_p99']:.2f} ms late")
+    return 0
+
+
 def _rejam(args: argparse.Namespace) -> int:
     from .engine.planner import PlanSettings
     from .engine.rejam import rejam
 
     settings = PlanSettings(lookahead_beats=args.lookahead, commit_beats=args.commit, listen_beats=args.listen,
                             temperature=args.temperature, seed=args.seed)
-    r = rejam(args.melody, args.model, args.output, settings, bpm=args.bpm, track=args.track)
+    r = rejam(args.melody, args.model, args.output, settings, bpm=args.bpm, track=args.track,
+              teacher=_load_teacher(args))
     print(f"wrote {r.out} (+ {r.out.with_suffix('.json').name}): {r.frames} frames, {r.chords} chords; planning "
           f"median {r.plan_ms_median:.2f} ms, p99 {r.plan_ms_p99:.2f} ms per frame; {r.seconds:.1f} s in all")
     return 0
@@ -171,6 +286,8 @@ def _add_plan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--listen", type=float, default=8, help="beats the player plays alone first")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--teacher", help="offline-teacher bundle that fills the intro's context chords (default: the "
+                                     "shipped teacher, if any; 'none': off)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,6 +303,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--track", help="the melody track's name")
     _add_plan_options(r)
     r.set_defaults(func=_rejam)
+    j = sub.add_parser("jam", help="jam live: a MIDI keyboard in, chords out (synth and/or a MIDI port), recorded")
+    j.add_argument("--in", dest="in_port", required=True,
+                   help="the keyboard's MIDI input port (a name from `comper list-ports`), or 'virtual'")
+    j.add_argument("--out", action="append", help="'synth' (the built-in synth; default), a MIDI output port name, "
+                                                  "or 'virtual'; repeat for several")
+    j.add_argument("--midi-api", help="ALSA, JACK, CoreMIDI or Windows MM (default: the first that works)")
+    j.add_argument("--meter", type=_parse_meter, default=(4, 4), help="time signature, e.g. 3/4")
+    j.add_argument("--count-in", type=int, default=1, help="bars of count-in before frame 0")
+    j.add_argument("--record", help="where to save the session's MIDI file (default: the sessions folder)")
+    j.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+    j.add_argument("--thru", action="store_true", help="also echo the keyboard to MIDI output ports")
+    j.add_argument("--soundfont")
+    j.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
+    _add_plan_options(j)
+    j.set_defaults(func=_jam)
     rd = sub.add_parser("render", help="render a MIDI file to WAV with the built-in synth")
     rd.add_argument("midi")
     rd.add_argument("-o", "--output", required=True)

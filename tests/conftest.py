@@ -84,3 +84,11 @@ def tiny_rewards(small_cache, tmp_path_factory):
                      device="cpu", quiet=True)
         runs.append(out)
     return runs
+
+
+@pytest.fixture(scope="session")
+def jack(tmp_path_factory):
+    """A private JACK dummy server for the whole test session (tests/jack_helpers.py)."""
+    from jack_helpers import run_jack
+
+    yield from run_jack(tmp_path_factory)

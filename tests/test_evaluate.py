@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from training.cli import main
-from training.evaluate import evaluate, write_report
+from training.evaluate import evaluate
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,25 @@
-"""Export a trained online policy as a model bundle: ``<name>.onnx`` + ``<name>.json`` (the app's contract).
+"""Export a trained model as a bundle: ``<name>.onnx`` + ``<name>.json`` (the app's contract).
 
-The graph takes ``tokens`` [batch, chunk], ``start`` (position of the chunk's first token) and the KV cache
-``past_k`` / ``past_v`` [layers, batch, heads, past, head_dim]; it returns ``logits`` [batch, chunk, vocab] and
-the extended cache. Batch, chunk and past are dynamic, so one graph serves a prefill (a long chunk on an empty
-cache) and steps (chunks of 1 or 2). Every export is checked against torch (prefill + 50 steps, max |diff| <=
-1e-4) before the card is written; the optional int8 variant is kept only if it picks the same greedy chords.
+Two graph kinds, told apart by the card's ``role``:
+
+- ``online_policy`` (the chord player): ``tokens`` [batch, chunk], ``start`` (position of the chunk's first
+  token) and the KV cache ``past_k`` / ``past_v`` [layers, batch, heads, past, head_dim] -> ``logits``
+  [batch, chunk, vocab] and the extended cache. Batch, chunk and past are dynamic, so one graph serves a prefill
+  (a long chunk on an empty cache) and steps (chunks of 1 or 2). Checked against torch over a prefill + 50 steps;
+  the optional int8 variant is kept only if it picks the same greedy chords.
+- ``offline_teacher`` (fills the chords of the app's listen-first intro): ``melody`` [batch, M] (``BOS``, melody
+  tokens, ``EOS`` where the song ends) and ``chords`` [batch, C] (``BOS``, the chords so far) -> ``logits``
+  [batch, C, vocab]. No cache, a full recompute per call: it only ever runs over a short intro. Checked against
+  torch at several lengths.
+
+Every export must agree with torch within 1e-4 (max |logit diff|) before the card is written.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +32,12 @@ from .data import tokens as T
 from .data.chords import QUALITIES
 from .data.codec import FRAMES_PER_BEAT
 from .models.policy import OnlinePolicy
+from .models.teacher import OfflineTeacher
 
 FORMAT_VERSION = 1
 OPSET = 18
 TOLERANCE = 1e-4
+CONTEXT_FRAMES = 256  # the training window
 DATA_LICENSES = {
     "pop909": "MIT (POP909 dataset, Wang et al. 2020)",
     "nottingham": "GPL-3.0 (jukedeck cleaned Nottingham Music Database repository); traditional tunes",
@@ -35,6 +46,22 @@ DATA_LICENSES = {
     "openewld": "MIT / public-domain scores (OpenEWLD); evaluation only",
     "hooktheory": "CC BY-NC-SA 3.0 (Sheet Sage Hooktheory melody clips)",
 }
+
+
+@dataclass(frozen=True)
+class GraphKind:
+    """What a card says about its graph; the app picks its runner by ``role``."""
+
+    role: str  # also the card's model kind
+    interleave: str
+    context_tokens: int  # the longest token sequence of training (per stream for the teacher)
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+ONLINE = GraphKind("online_policy", "chord_first", 2 * CONTEXT_FRAMES + 2,
+                   ("tokens", "start", "past_k", "past_v"), ("logits", "present_k", "present_v"))
+TEACHER = GraphKind("offline_teacher", "separate", CONTEXT_FRAMES + 2, ("melody", "chords"), ("logits",))
 
 
 class CachedStep(nn.Module):
@@ -62,8 +89,42 @@ def export_onnx(policy: OnlinePolicy, path: Path) -> None:
     batch, chunk_dim, past_dim = Dim("batch"), Dim("chunk"), Dim("past")
     dynamic = {"tokens": {0: batch, 1: chunk_dim}, "start": None, "past_k": {1: batch, 3: past_dim},
                "past_v": {1: batch, 3: past_dim}}
-    torch.onnx.export(CachedStep(policy), example, str(path), input_names=["tokens", "start", "past_k", "past_v"],
-                      output_names=["logits", "present_k", "present_v"], dynamic_shapes=dynamic,
+    torch.onnx.export(CachedStep(policy).eval(), example, str(path), input_names=list(ONLINE.inputs),
+                      output_names=list(ONLINE.outputs), dynamic_shapes=dynamic,
+                      opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
+
+
+class TeacherLogits(nn.Module):
+    """The teacher as one full-recompute graph: (melody, chords) -> logits, the encoder run inside it."""
+
+    def __init__(self, teacher: OfflineTeacher) -> None:
+        super().__init__()
+        self.teacher = teacher
+
+    def forward(self, melody: torch.Tensor, chords: torch.Tensor) -> torch.Tensor:
+        logits, _ = self.teacher(melody, chords)
+        return logits
+
+
+def teacher_inputs(rng: np.random.Generator, batch: int, frames: int, chords: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random teacher inputs: melody [batch, frames + 2] = BOS, melody tokens, EOS; chords [batch, chords] = BOS,
+    chord tokens."""
+    mel = rng.integers(T.SILENCE, T.CHORD_HOLD, (batch, frames + 2))
+    mel[:, 0], mel[:, -1] = T.BOS, T.EOS
+    ch = rng.integers(T.CHORD_HOLD, T.VOCAB_SIZE, (batch, chords))
+    ch[:, 0] = T.BOS
+    return mel.astype(np.int64), ch.astype(np.int64)
+
+
+def export_teacher_onnx(teacher: OfflineTeacher, path: Path) -> None:
+    teacher = teacher.eval()
+    mel, ch = teacher_inputs(np.random.default_rng(0), 2, 7, 5)
+    from torch.export import Dim
+
+    batch, mel_dim, ch_dim = Dim("batch"), Dim("melody"), Dim("chords")
+    dynamic = {"melody": {0: batch, 1: mel_dim}, "chords": {0: batch, 1: ch_dim}}
+    torch.onnx.export(TeacherLogits(teacher).eval(), (torch.as_tensor(mel), torch.as_tensor(ch)), str(path),
+                      input_names=list(TEACHER.inputs), output_names=list(TEACHER.outputs), dynamic_shapes=dynamic,
                       opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
 
 
@@ -106,6 +167,25 @@ def compare_with_torch(policy: OnlinePolicy, onnx_path: Path, prompt: np.ndarray
     return worst
 
 
+TEACHER_SHAPES = ((1, 1, 1), (1, 16, 9), (2, 64, 40), (3, 100, 101), (1, CONTEXT_FRAMES, CONTEXT_FRAMES + 1))
+
+
+def compare_teacher_with_torch(teacher: OfflineTeacher, onnx_path: Path,
+                               shapes: tuple[tuple[int, int, int], ...] = TEACHER_SHAPES, seed: int = 0) -> float:
+    """Max |logit difference| between torch and onnxruntime over random inputs of each (batch, melody frames,
+    chord tokens) in ``shapes``: the graph's lengths are dynamic, so one length proves little."""
+    sess = ort_session(onnx_path)
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for batch, frames, chords in shapes:
+        mel, ch = teacher_inputs(rng, batch, frames, chords)
+        with torch.no_grad():
+            ref, _ = teacher(torch.as_tensor(mel), torch.as_tensor(ch))
+        (got,) = sess.run(None, {"melody": mel, "chords": ch})
+        worst = max(worst, float(np.abs(ref.numpy() - got).max()))
+    return worst
+
+
 def quantize_int8(src: Path, dst: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -137,27 +217,29 @@ def greedy_chords(onnx_path: Path, cfg, melodies: list[np.ndarray]) -> list[list
     return out
 
 
-def write_card(path: Path, name: str, onnx_file: Path, policy: OnlinePolicy, ckpt: dict, max_diff: float,
+def write_card(path: Path, name: str, onnx_file: Path, model: nn.Module, ckpt: dict, max_diff: float,
                extra: dict | None = None) -> dict:
-    cfg = policy.cfg
+    """The JSON card, the same fields for every graph kind; ``role`` tells the app which runner takes it."""
+    kind = TEACHER if isinstance(model, OfflineTeacher) else ONLINE
+    cfg = model.cfg
     sources = list(ckpt.get("mix", {}))
     card = {
         "format_version": FORMAT_VERSION,
         "name": name,
+        "role": kind.role,
         "created": time.strftime("%Y-%m-%d"),
-        "interleave": "chord_first",
+        "interleave": kind.interleave,
         "frames_per_beat": FRAMES_PER_BEAT,
-        "context_frames": 256,
-        "context_tokens": 2 * 256 + 2,
+        "context_frames": CONTEXT_FRAMES,
+        "context_tokens": kind.context_tokens,
         "vocab_size": T.VOCAB_SIZE,
         "special": {"pad": T.PAD, "bos": T.BOS, "eos": T.EOS, "silence": T.SILENCE},
         "chord_qualities": [{"name": q.name, "intervals": list(q.intervals), "suffix": q.suffix} for q in QUALITIES],
         "tokens": T.token_table(),
-        "model": {"kind": "online_policy", "n_layer": cfg.n_layer, "n_head": cfg.n_head, "d_model": cfg.d_model,
-                  "head_dim": cfg.head_dim, "parameters": policy.num_params(), "config_name": ckpt.get("config_name")},
+        "model": {"kind": kind.role, "n_layer": cfg.n_layer, "n_head": cfg.n_head, "d_model": cfg.d_model,
+                  "head_dim": cfg.head_dim, "parameters": model.num_params(), "config_name": ckpt.get("config_name")},
         "onnx": {"file": onnx_file.name, "sha256": sha256(onnx_file), "opset": OPSET,
-                 "inputs": ["tokens", "start", "past_k", "past_v"], "outputs": ["logits", "present_k", "present_v"],
-                 "max_abs_logit_diff_vs_torch": max_diff},
+                 "inputs": list(kind.inputs), "outputs": list(kind.outputs), "max_abs_logit_diff_vs_torch": max_diff},
         "training": {"stage": ckpt.get("stage", "mle"), "steps": ckpt.get("step"), "recipe": ckpt.get("recipe"),
                      "mix": ckpt.get("mix"), "best_val": ckpt.get("best_val"), "val": ckpt.get("val")},
         "data": [{"source": s, "license": DATA_LICENSES.get(s, "unknown")} for s in sources],
@@ -168,26 +250,24 @@ def write_card(path: Path, name: str, onnx_file: Path, policy: OnlinePolicy, ckp
     return card
 
 
-def export_bundle(run: Path, name: str, out_dir: Path, int8: bool = False, which: str = "best",
-                  melodies: list[np.ndarray] | None = None) -> dict:
-    """Export a run's online policy to ``out_dir/name.{onnx,json}``; raises if ONNX and torch disagree."""
-    from .pretrain import load_model
+def check_diff(onnx_path: Path, diff: float) -> None:
+    """Delete a graph that disagrees with torch, and say so."""
+    if diff > TOLERANCE:
+        onnx_path.unlink()
+        raise RuntimeError(f"{onnx_path}: ONNX logits differ from torch by {diff:.2e} (> {TOLERANCE}); not exported")
 
-    policy, ckpt = load_model(run, which)
-    if not isinstance(policy, OnlinePolicy):
-        raise ValueError(f"{run}: holds a {ckpt['kind']} model; only online policies are bundled for the app")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = out_dir / f"{name}.onnx"
+
+def export_online(policy: OnlinePolicy, onnx_path: Path, int8: bool,
+                  melodies: list[np.ndarray] | None) -> tuple[float, dict]:
+    """The online policy's cached-step graph (and its int8 variant); returns (max diff vs torch, extra card)."""
     export_onnx(policy, onnx_path)
     rng = np.random.default_rng(0)
     prompt = np.concatenate([[T.BOS], rng.integers(4, T.VOCAB_SIZE, 255)])
     diff = compare_with_torch(policy, onnx_path, prompt, steps=50)
-    if diff > TOLERANCE:
-        onnx_path.unlink()
-        raise RuntimeError(f"{onnx_path}: ONNX logits differ from torch by {diff:.2e} (> {TOLERANCE}); not exported")
+    check_diff(onnx_path, diff)
     extra = {}
     if int8:
-        q_path = out_dir / f"{name}-int8.onnx"
+        q_path = onnx_path.with_name(f"{onnx_path.stem}-int8.onnx")
         quantize_int8(onnx_path, q_path)
         mels = melodies or [rng.integers(T.NOTE_HOLD, T.CHORD_HOLD, 64) for _ in range(4)]
         same = greedy_chords(onnx_path, policy.cfg, mels) == greedy_chords(q_path, policy.cfg, mels)
@@ -196,4 +276,33 @@ def export_bundle(run: Path, name: str, out_dir: Path, int8: bool = False, which
         else:
             q_path.unlink()
             extra["int8"] = {"file": None, "same_greedy_chords": False}
-    return write_card(out_dir / f"{name}.json", name, onnx_path, policy, ckpt, diff, extra)
+    return diff, extra
+
+
+def export_teacher(teacher: OfflineTeacher, onnx_path: Path) -> tuple[float, dict]:
+    """The offline teacher's full-recompute graph; returns (max diff vs torch, extra card)."""
+    export_teacher_onnx(teacher, onnx_path)
+    diff = compare_teacher_with_torch(teacher, onnx_path)
+    check_diff(onnx_path, diff)
+    return diff, {}
+
+
+def export_bundle(run: Path, name: str, out_dir: Path, int8: bool = False, which: str = "best",
+                  melodies: list[np.ndarray] | None = None) -> dict:
+    """Export a run's model (online policy or offline teacher, from the checkpoint's ``kind``) to
+    ``out_dir/name.{onnx,json}``; raises if ONNX and torch disagree."""
+    from .pretrain import load_model
+
+    model, ckpt = load_model(run, which)
+    if ckpt["kind"] not in ("online", "offline"):  # the melody agent's melody-first stream is not a chord player
+        raise ValueError(f"{run}: holds a {ckpt['kind']} model; only online policies and offline teachers are "
+                         f"bundled for the app")
+    if isinstance(model, OfflineTeacher) and int8:
+        raise ValueError(f"{run}: --int8 is for online policies; the offline teacher is exported in fp32 only")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / f"{name}.onnx"
+    if isinstance(model, OfflineTeacher):
+        diff, extra = export_teacher(model, onnx_path)
+    else:
+        diff, extra = export_online(model, onnx_path, int8, melodies)
+    return write_card(out_dir / f"{name}.json", name, onnx_path, model, ckpt, diff, extra)

@@ -71,7 +71,7 @@ def generate_offline(teacher, melody: torch.Tensor, temperature: float = 1.0,
     b, n = melody.shape
     enc_in = torch.cat([torch.full((b, 1), T.BOS, dtype=torch.long, device=melody.device), melody,
                         torch.full((b, 1), T.EOS, dtype=torch.long, device=melody.device)], 1)
-    memory = teacher.encode(enc_in)
+    memory = teacher.encode(enc_in)  # incl. every layer's cross-attention K/V: projected once, not per step
     logits, cache = teacher(enc_in, torch.full((b, 1), T.BOS, dtype=torch.long, device=melody.device), memory=memory)
     prev, out = None, []
     for t in range(n):

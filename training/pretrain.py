@@ -59,9 +59,11 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     # The papers' setting (GAPT C.1: batch 64, lr 1e-4, ~11k online / 13k offline steps), for a GPU.
     "paper": Recipe(),
-    # What a 2-core CPU finishes in about an hour (online and offline side by side, one thread each):
-    # the `small` model, a higher peak lr, 300 steps of 32 windows (~5M tokens, about 2 epochs of chord data).
-    "cpu": Recipe(batch_size=32, lr=5e-4, warmup_steps=20, max_steps=300, eval_every=50, eval_batches=8,
+    # What a 2-core CPU finishes in about 80 minutes per model (online and offline side by side, one thread
+    # each, bf16 where the CPU has it): the `small` model, a higher peak lr, 1200 steps of 32 windows (~20M
+    # tokens, ~6 epochs of the chord data before transposition). The offline teacher's step costs ~1.6x the
+    # online one's; the shipped teacher used `--steps 900`.
+    "cpu": Recipe(batch_size=32, lr=1e-3, warmup_steps=100, max_steps=1200, eval_every=100, eval_batches=8,
                   ckpt_every=50),
     # Seconds: tests and smoke runs.
     "smoke": Recipe(batch_size=4, lr=1e-3, warmup_steps=2, max_steps=6, eval_every=3, eval_batches=2,
@@ -149,8 +151,17 @@ def guarded_step(loss: torch.Tensor, model: torch.nn.Module, opt: torch.optim.Op
     return float(gnorm)
 
 
+def cpu_has_bf16() -> bool:
+    """True on CPUs with native bf16 matmuls (AVX512-BF16 / AMX), where bf16 autocast is ~2x faster than fp32
+    (measured: a `small` training step 3.0 s -> 1.6 s on this 2-core Xeon); elsewhere bf16 is emulated and slower."""
+    return bool(torch.cpu._is_avx512_bf16_supported())
+
+
 def autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    """bf16 autocast on GPUs and on CPUs with native bf16; fp32 otherwise. Losses are taken in fp32."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_bf16())
 
 
 def save_checkpoint(path: Path, model, opt, step: int, meta: dict) -> None:

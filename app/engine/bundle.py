@@ -1,8 +1,12 @@
 """Load and validate a model bundle (``<name>.onnx`` + ``<name>.json``): the only thing the app takes from training.
 
 A bundle that cannot be used is refused before anything plays, with one line naming the file and the reason:
-missing files, unreadable JSON, an unknown format version, a sha256 that does not match the ONNX file, or a
+missing files, unreadable JSON, an unknown format version or role, a sha256 that does not match the ONNX file, or a
 token table that does not match the graph's vocabulary.
+
+A card's ``role`` says which runner takes the graph: ``online_policy`` (``policy.OnnxPolicy``, the chord player;
+cards from before roles existed have none and mean this) or ``offline_teacher`` (``teacher.OnnxTeacher``, which
+fills the chords of the listen-first intro).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SUPPORTED_FORMATS = (1,)
+ROLES = ("online_policy", "offline_teacher")
+DEFAULT_ROLE = "online_policy"  # cards written before roles existed
 REQUIRED = ("format_version", "name", "frames_per_beat", "context_tokens", "vocab_size", "special", "tokens", "onnx")
 
 
@@ -29,6 +35,15 @@ class Bundle:
     @property
     def name(self) -> str:
         return self.card["name"]
+
+    @property
+    def role(self) -> str:
+        return self.card.get("role", DEFAULT_ROLE)
+
+    def require_role(self, role: str) -> None:
+        """Refuse a bundle handed to the wrong runner (a teacher cannot play live, a policy cannot fill an intro)."""
+        if self.role != role:
+            raise BundleError(f"{self.card_path}: an {self.role} bundle cannot be run as an {role}")
 
 
 def sha256_file(path: Path) -> str:
@@ -57,6 +72,9 @@ def load_bundle(path: str | Path, variant: str = "fp32") -> Bundle:
     if card["format_version"] not in SUPPORTED_FORMATS:
         raise BundleError(f"{card_path}: unknown format_version {card['format_version']!r} "
                           f"(this app reads {', '.join(map(str, SUPPORTED_FORMATS))})")
+    role = card.get("role", DEFAULT_ROLE)
+    if role not in ROLES:
+        raise BundleError(f"{card_path}: unknown role {role!r} (this app runs {', '.join(ROLES)})")
     tokens = card["tokens"]
     if len(tokens) != card["vocab_size"] or [t.get("id") for t in tokens] != list(range(len(tokens))):
         raise BundleError(f"{card_path}: token table has {len(tokens)} entries with ids not 0..n-1, "
@@ -74,6 +92,21 @@ def load_bundle(path: str | Path, variant: str = "fp32") -> Bundle:
         raise BundleError(f"{onnx_path}: sha256 {digest[:12]}... does not match the card's "
                           f"{str(entry.get('sha256'))[:12]}... (file changed or corrupt)")
     return Bundle(card, card_path, onnx_path)
+
+
+def onnx_session(bundle: Bundle, threads: int = 1):
+    """An onnxruntime session with explicit threads and spinning off, so an idle model costs no CPU and never
+    starves the audio and MIDI threads."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(bundle.onnx_path), so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise BundleError(f"{bundle.onnx_path}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from e
 
 
 def models_dir() -> Path:

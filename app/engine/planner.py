@@ -7,15 +7,25 @@
   ``commit`` beats, frozen once promised) are teacher-forced, the policy imagines the player's melody between
   them, and the chords beyond the committed part are sampled (and shown as tentative until they are committed).
 * Every chord for frame g is decided from melody heard before g: causality holds whatever the settings.
+* Intro fill (optional): when the first chord after the listen-first beats is about to be promised, an offline
+  teacher writes chords under the melody heard so far into the history. They are context only (the intro stays
+  silent); without them the policy would condition on beats of "no chord" and tend to keep silent.
+* Late plans: when the clock reaches a frame the worker has not planned yet, the live scheduler holds the chord
+  that sounds and tells the planner (``override``), so the history always says what was really heard.
 
 Cost: a branch whose imagined next frame turns out to be exactly what the player did is still a valid sample
-given the real history, so it is kept and only extended by one frame; otherwise it is re-imagined from the real
-cache. Holding a note or resting (most frames) therefore costs one model call instead of one per lookahead frame.
+given the real history, so it is kept and only extended by one frame. Otherwise the branch is rebuilt from the
+real cache, but its imagined melody is carried over and re-scored with the already promised chords in ONE model
+call (a chunk; the per-frame states are prefixes of that call's cache), and only the newest frame is sampled.
+So a frame costs a handful of calls whatever the lookahead, instead of two per lookahead frame. (The carried
+melody was imagined from a slightly older history: a plausible continuation, not a fresh sample. The chords it
+conditions are the promised ones, so the music is unchanged; only chords still to be sampled see it.)
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,12 +74,31 @@ class Vocabulary:
                 self.note_hold[t["pitch"]] = t["id"]
             elif t["kind"] in ("chord_on", "chord_hold"):
                 self.chord_info[t["id"]] = t
+        self.pitch_of = {i: p for p, i in (*self.note_on.items(), *self.note_hold.items())}
         self.chord_on_of = {t["chord"]: t["id"] for t in self.chord_info.values() if t["kind"] == "chord_on"}
+        self.chord_hold_of = {t["chord"]: t["id"] for t in self.chord_info.values() if t["kind"] == "chord_hold"}
+
+    def hold(self, tok: int) -> int:
+        """The token that keeps ``tok``'s chord sounding one more frame (silence stays silence)."""
+        info = self.chord_info.get(tok)
+        return self.chord_hold_of[info["chord"]] if info else self.silence
 
     def melody_token(self, pitch: int, onset: bool, previous_pitch: int) -> int:
         if pitch < 0:
             return self.silence
         return self.note_on[pitch] if onset or pitch != previous_pitch else self.note_hold[pitch]
+
+    def fix_holds(self, previous: int, melody: list[int]) -> list[int]:
+        """Melody tokens made grammatical after ``previous``: a hold of a note that is not sounding becomes its
+        onset (an imagined continuation carried over after the player did something else)."""
+        out = []
+        for tok in melody:
+            pitch = self.pitch_of.get(tok)
+            if pitch is not None and tok == self.note_hold[pitch] and self.pitch_of.get(previous) != pitch:
+                tok = self.note_on[pitch]
+            out.append(tok)
+            previous = tok
+        return out
 
     def is_onset(self, tok: int) -> bool:
         return self.chord_info.get(tok, {}).get("kind") == "chord_on"
@@ -116,8 +145,11 @@ class Planner:
     frame to be heard; c_f is always committed (it sounds before another plan could arrive).
     """
 
-    def __init__(self, policy: OnnxPolicy, settings: PlanSettings = PlanSettings()) -> None:
-        self.policy, self.s = policy, settings
+    def __init__(self, policy: OnnxPolicy, settings: PlanSettings = PlanSettings(),
+                 intro: Callable[[list[int]], list[int]] | None = None) -> None:
+        """``intro``: melody tokens heard so far -> one context chord token per frame (the offline teacher)."""
+        self.policy, self.s, self.intro = policy, settings, intro
+        self.intro_pending = intro is not None and settings.listen > 0
         self.vocab = Vocabulary(policy.card)
         self.context_frames = (int(policy.card["context_tokens"]) - 2) // 2
         if self.s.lookahead + self.s.slide_hop_frames >= self.context_frames:
@@ -154,7 +186,7 @@ class Planner:
         """The chord of frame g if it is already fixed (promised, or silence while listening); None: sample it."""
         if g in self.committed or g in committed:
             return self.committed.get(g, committed.get(g))
-        if g < self.s.listen:
+        if g < self.s.listen and (self.intro is None or self.intro_pending):
             committed[g] = self.vocab.silence
             return self.vocab.silence
         return None
@@ -162,8 +194,39 @@ class Planner:
     # --- planning -------------------------------------------------------------------------------------------
 
     def chord_for(self, frame: int) -> int:
-        """The chord token promised for ``frame``."""
+        """The chord token promised to sound at ``frame`` (the listen-first intro is silent whatever its context)."""
+        if frame < self.s.listen:
+            return self.vocab.silence
         return self.committed.get(frame, self.vocab.silence)
+
+    def is_planned(self, frame: int) -> bool:
+        """Whether the chord of ``frame`` has been decided (the live scheduler asks before playing it)."""
+        return frame < self.s.listen or frame in self.committed
+
+    def _rescore(self, carry: list[int], horizon: int, committed: dict[int, int]) -> None:
+        """Start an empty branch from a carried imagined melody, as far as its chords are already decided, in one
+        model call."""
+        b = self.branch
+        melody, chords = [], []
+        for m in carry:
+            g = b.first + len(chords) + 1
+            c = self._decide_chord(g, committed) if g <= horizon else None
+            if c is None:
+                break
+            melody.append(m)
+            chords.append(c)
+        if not chords:
+            return
+        tokens = [t for pair in zip(melody, chords) for t in pair]
+        self.calls += 1
+        logits, state = self.policy.run(tokens, self.state, chord_first_slot=False)
+        base = self.state.length
+        for i, (m, c) in enumerate(zip(melody, chords)):
+            n = base + 2 * (i + 1)
+            b.melody.append(m)
+            b.chords.append(c)
+            b.states.append(PolicyState(state.k[:, :, :, :n], state.v[:, :, :, :n], n, last_chord=c, last_note=m))
+            b.logits.append(logits[2 * i + 1])
 
     def _extend(self, horizon: int, committed: dict[int, int]) -> None:
         """Grow the branch until it holds the chord of frame ``horizon``."""
@@ -190,6 +253,11 @@ class Planner:
             return False
         keep = self.context_frames - self.s.lookahead - self.s.slide_hop_frames
         self.history = self.history[len(self.history) - keep:]
+        self._prefill()
+        return True
+
+    def _prefill(self) -> None:
+        """Rebuild the real cache from the window's history and the promised chord of the next frame."""
         v = self.vocab
         tokens = [v.bos]
         for i, (c, m) in enumerate(self.history):
@@ -198,7 +266,49 @@ class Planner:
         tokens.append(v.as_onset(nxt) if not self.history else nxt)
         _, state = self._run([tokens[0]], self.policy.empty(), None)
         self.logits, self.state = self._run(tokens[1:], state, True)
-        return True
+        self.branch = Branch(self.next_frame)
+
+    def override(self, frame: int, token: int) -> None:
+        """``frame`` sounded ``token`` although the plan said otherwise (or had not said yet: a late plan). The
+        history and the plan follow what was really heard."""
+        if frame < self.next_frame:
+            raise ValueError(f"frame {frame} is already in the history (next frame {self.next_frame})")
+        if self.committed.get(frame) == token:
+            return
+        self.committed[frame] = token
+        if frame == self.next_frame:
+            self._prefill()
+        else:
+            self.branch = Branch(self.next_frame)
+
+    def take_over(self, other: "Planner") -> None:
+        """Continue ``other``'s jam with this planner's model (a model switch): same history, same promises."""
+        keep = self.context_frames - self.s.lookahead - self.s.slide_hop_frames
+        self.history = list(other.history[-keep:])
+        self.committed = dict(other.committed)
+        self.next_frame, self.prev_pitch = other.next_frame, other.prev_pitch
+        self.intro_pending = self.intro_pending and other.intro_pending
+        self._prefill()
+
+    def _fill_intro(self, committed: dict[int, int]) -> None:
+        """The teacher's chords under the melody heard so far become the history's context (never played).
+
+        Runs one frame before the first audible chord could be promised, so the next frame is still in the intro
+        (whenever ``listen`` exceeds ``commit``) and every audible chord is planned with the teacher's context."""
+        self.intro_pending = False
+        first = self.next_frame - len(self.history)
+        if first > 0:  # the window already slid past the start: nothing to fill
+            return
+        chords = self.intro([m for _, m in self.history])  # may cover only the most recent frames
+        skip = len(self.history) - len(chords)
+        self.history = self.history[:skip] + [(c, m) for c, (_, m) in zip(chords, self.history[skip:])]
+        for g in range(self.next_frame + 1, self.s.listen):  # intro frames not heard yet: the policy imagines them
+            self.committed.pop(g, None)
+            committed.pop(g, None)
+        if self.next_frame < self.s.listen:
+            nxt = chords[-1] if chords else self.vocab.silence  # any valid context chord for the next frame
+            self.committed[self.next_frame] = committed[self.next_frame] = self.vocab.hold(nxt)
+        self._prefill()
 
     def advance(self, pitch: int, onset: bool) -> PlanResult:
         """Frame ``next_frame`` has been heard (its top pitch or -1, and whether it was struck): plan ahead."""
@@ -211,6 +321,7 @@ class Planner:
         committed: dict[int, int] = {}
         b = self.branch
         reused = bool(b.chords) and b.first == f and b.melody[0] == m
+        carry = b.melody[1:] if b.chords and b.first == f and not reused else []
         if reused:  # the player did what the branch imagined: its first state is the real state now
             if f + 1 not in self.committed:  # the branch's chord for f + 1 was drawn from melody <= f: promise it
                 committed[f + 1] = b.chords[0]
@@ -227,8 +338,12 @@ class Planner:
                 self.logits, self.state = self._run([m, c_next], self.state, False)
             self.branch = Branch(f + 1)
         self.committed.update(committed)
-        if self._slide_if_needed():
-            self.branch = Branch(f + 1)
+        self._slide_if_needed()
+        if self.intro_pending and f + self.s.commit + 1 >= self.s.listen:
+            self._fill_intro(committed)
+            carry = []
+        if carry and not self.branch.chords:
+            self._rescore(self.vocab.fix_holds(m, carry), f + self.s.lookahead, committed)
         self._extend(f + self.s.lookahead, committed)
         b = self.branch
         for i, c in enumerate(b.chords):  # what falls inside the commit horizon is promised now

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bundle import Bundle, BundleError
+from .bundle import Bundle, BundleError, onnx_session
 from .grammar import Grammar, sample
 
 
@@ -27,16 +27,8 @@ class PolicyState:
 
 class OnnxPolicy:
     def __init__(self, bundle: Bundle, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(bundle.onnx_path), so, providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise BundleError(f"{bundle.onnx_path}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from e
+        bundle.require_role("online_policy")
+        self.session = onnx_session(bundle, threads)
         self.bundle, self.card = bundle, bundle.card
         names = [i.name for i in self.session.get_inputs()]
         if names != ["tokens", "start", "past_k", "past_v"]:

@@ -15,9 +15,10 @@ from ..recording import Recorder
 from .bundle import load_bundle, resolve_model
 from .clock import FrameClock
 from .midifile import read_melody
+from .performer import ChordPerformer
 from .planner import Planner, PlanSettings
 from .policy import OnnxPolicy
-from .voicing import Voicing, VoicingSettings, voice
+from .voicing import Voicing, VoicingSettings
 
 
 @dataclass
@@ -32,26 +33,32 @@ class RejamReport:
 
 def rejam(melody_path: str | Path, model: str, out: str | Path, settings: PlanSettings = PlanSettings(),
           bpm: float | None = None, track: str | None = None, voicing: VoicingSettings = VoicingSettings(),
-          threads: int = 1) -> RejamReport:
+          threads: int = 1, teacher=None) -> RejamReport:
+    """``teacher``: an ``OnnxTeacher`` that fills the intro's context chords, as in a live jam."""
     import numpy as np
 
     t_start = time.perf_counter()
     mf = read_melody(melody_path, track)
     bundle = load_bundle(resolve_model(model))
-    planner = Planner(OnnxPolicy(bundle, threads=threads), settings)
-    vocab = planner.vocab
+    intro = None
+    if teacher is not None:
+        rng = np.random.default_rng(settings.seed + 1)
+        intro = lambda melody: teacher.fill(melody[-teacher.context_frames:], rng, settings.temperature)  # noqa: E731
+    planner = Planner(OnnxPolicy(bundle, threads=threads), settings, intro=intro)
     clock = FrameClock(bpm or mf.bpm, start=0.0)
     header = {"bpm": clock.bpm, "meter": list(mf.meter), "model_name": bundle.name,
               "model_sha256": bundle.card["onnx"]["sha256"], "seed": settings.seed, "t0": 0.0,
-              "plan": settings, "voicing": voicing, "source": str(melody_path), "mode": "rejam"}
+              "plan": settings, "voicing": voicing, "source": str(melody_path), "mode": "rejam",
+              "teacher": teacher.bundle.name if teacher is not None else None}
     ons: dict[int, list] = {}
     offs: dict[int, list] = {}
     for on, off, pitch, vel in mf.notes:
         ons.setdefault(on, []).append((pitch, vel))
         offs.setdefault(off, []).append(pitch)
-    times, n_chords, last_tok, last_voicing = [], 0, None, None
+    times = []
     with tempfile.TemporaryDirectory() as tmp:
         rec = Recorder(tmp, header)
+        performer = ChordPerformer(planner.vocab, [], rec, voicing)
         n = len(mf.frames)
         for f in range(n + 1):
             t = clock.time_of(f)
@@ -61,17 +68,7 @@ def rejam(melody_path: str | Path, model: str, out: str | Path, settings: PlanSe
                 break
             for pitch, vel in ons.get(f, []):
                 rec.melody_on(f, t, pitch, vel)
-            tok = planner.chord_for(f)
-            if tok != last_tok and (vocab.is_onset(tok) or tok not in vocab.chord_info):
-                info = vocab.chord_info.get(tok)
-                if info is None:
-                    rec.chord(f, t, None, [], None, True, tok)
-                    last_voicing = None
-                else:
-                    last_voicing = voice(info["root"], info["pitch_classes"], voicing, last_voicing)
-                    rec.chord(f, t, info["symbol"], list(last_voicing.notes), last_voicing.bass, True, tok)
-                    n_chords += 1
-            last_tok = tok
+            performer.play(f, t, planner.chord_for(f))
             result = planner.advance(*mf.frames[f])
             rec.melody_token(f, planner.history[-1][1])
             times.append(result.seconds * 1000)
@@ -79,7 +76,7 @@ def rejam(melody_path: str | Path, model: str, out: str | Path, settings: PlanSe
                  "plan_ms_p99": float(np.percentile(times, 99)) if times else 0.0, "deadline_misses": 0}
         rec.close(**stats)
         out = rec.save(out)
-    return RejamReport(Path(out), n, n_chords, stats["plan_ms_median"], stats["plan_ms_p99"],
+    return RejamReport(Path(out), n, performer.chords_struck, stats["plan_ms_median"], stats["plan_ms_p99"],
                        time.perf_counter() - t_start)
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Collection, Iterable, Literal
 
 from app.midi.parser import StreamParser
-from app.midi.ports import InputPort, open_input
+from app.midi.ports import open_input
 from app.midi.reconnecting import ReconnectingPort
 
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
-from typing import Literal
 
-from app.midi.ports import OutputPort, open_output
+from app.midi.ports import open_output
 from app.midi.reconnecting import ReconnectingPort
 
 log = logging.getLogger(__name__)

@@ -26,13 +26,11 @@ import json
 import math
 import sys
 import time
-from collections import deque
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..data import tokens as T
 from ..data.cache import Cache, load as load_cache

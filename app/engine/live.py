@@ -1,0 +1,270 @@
+"""The live jam: the player's notes in, chords out on the beat grid, everything recorded as it happens.
+
+Three threads, so that nothing slow sits between the clock and the sound:
+
+* the **input** callback (the MIDI port's reader) echoes the player's notes at once and quantizes a copy to the
+  nearest frame for the model;
+* the **scheduler** wakes on the frame grid: at the start of frame g it plays the chord promised for g, half a
+  frame later (when no note can round into g any more) it hands frame g to the planner. It never waits for the
+  model: if the plan for g is not there in time (a *deadline miss*, counted), it holds the chord that sounds and
+  tells the planner, which rewrites its history to match what was heard;
+* the **planner worker** runs the model (``Planner.advance``) and publishes the promised chords.
+
+A further housekeeping thread checks the MIDI ports once a second (unplug, replug) and journals the counters.
+"""
+
+from __future__ import annotations
+
+import queue
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .clock import FrameClock
+from .melody import MelodyTrack
+from .performer import ChordPerformer, Sink
+from .planner import Planner, PlanSettings
+from .policy import OnnxPolicy
+from .voicing import VoicingSettings
+
+_SPIN_S = 0.0015  # the last stretch before a deadline is spun, not slept: sleep overshoots by up to ~1 ms
+
+
+@dataclass(frozen=True)
+class JamSettings:
+    bpm: float = 100.0
+    meter: tuple[int, int] = (4, 4)
+    count_in_bars: int = 1
+    plan: PlanSettings = PlanSettings()
+    voicing: VoicingSettings = VoicingSettings()
+    chord_velocity: int = 72
+    bass_velocity: int = 84
+
+    @property
+    def count_in_beats(self) -> int:
+        return self.count_in_bars * self.meter[0]
+
+
+@dataclass
+class JamStats:
+    frames: int = 0
+    chords: int = 0
+    deadline_misses: int = 0
+    plan_ms: list[float] = field(default_factory=list)
+    onset_error_ms: list[float] = field(default_factory=list)  # chord note-on time minus its grid time
+    model_switches: int = 0
+
+    def summary(self) -> dict:
+        def pct(xs: list[float], q: float) -> float:
+            return float(statistics.quantiles(xs, n=100)[q - 1]) if len(xs) >= 2 else (xs[0] if xs else 0.0)
+
+        return {"frames": self.frames, "chords": self.chords, "deadline_misses": self.deadline_misses,
+                "model_switches": self.model_switches,
+                "plan_ms_median": statistics.median(self.plan_ms) if self.plan_ms else 0.0,
+                "plan_ms_p99": pct(self.plan_ms, 99),
+                "onset_error_ms_median": statistics.median(self.onset_error_ms) if self.onset_error_ms else 0.0,
+                "onset_error_ms_p99": pct(self.onset_error_ms, 99)}
+
+
+def wait_until(deadline: float, stop: threading.Event) -> bool:
+    """Sleep, then spin the last ~1.5 ms, until ``time.monotonic() >= deadline``; False if stopped meanwhile."""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return not stop.is_set()
+        if left > _SPIN_S:
+            if stop.wait(left - _SPIN_S):
+                return False
+
+
+class JamSession:
+    """One jam. ``start()``, feed ``on_note`` from the keyboard, ``stop()``; ``switch_model`` at any time."""
+
+    def __init__(self, policy: OnnxPolicy, settings: JamSettings, sinks: list[Sink], recorder=None,
+                 teacher=None, ports: list | None = None) -> None:
+        self.s, self.sinks, self.recorder, self.ports = settings, list(sinks), recorder, list(ports or [])
+        self.teacher = teacher
+        self.planner = self._new_planner(policy)
+        self.vocab = self.planner.vocab
+        self.performer = ChordPerformer(self.vocab, self.sinks, recorder, settings.voicing,
+                                        settings.chord_velocity, settings.bass_velocity)
+        self.melody = MelodyTrack()
+        self.stats = JamStats()
+        self.clock: FrameClock | None = None
+        self.tentative: dict[int, int] = {}  # beyond the commit horizon: for display
+        self.error: BaseException | None = None  # a crash of the planner worker, re-raised by stop()
+        self._schedule: dict[int, int] = dict(self.planner.committed)  # frame -> promised chord token
+        self.played: list[int] = []  # the chord token that sounded at every frame
+        self.heard: list[tuple[int, bool]] = []  # (top pitch or -1, onset) of every frame, as the model heard it
+        self._forced: dict[int, int] = {}  # frames the scheduler had to decide itself (late plans)
+        self._lock = threading.Lock()
+        self._melody_lock = threading.Lock()
+        self._frames: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _new_planner(self, policy: OnnxPolicy) -> Planner:
+        intro = None
+        if self.teacher is not None:
+            import numpy as np
+
+            rng = np.random.default_rng(self.s.plan.seed + 1)
+            limit = self.teacher.context_frames
+            intro = lambda melody: self.teacher.fill(melody[-limit:], rng, self.s.plan.temperature)  # noqa: E731
+        return Planner(policy, self.s.plan, intro=intro)
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+
+    def make_clock(self, now: float | None = None) -> FrameClock:
+        """The clock a jam starting ``now`` would run on: frame 0 after the count-in."""
+        return FrameClock.starting_now(self.s.bpm, self.s.count_in_beats, now)
+
+    def start(self, clock: FrameClock | None = None) -> FrameClock:
+        """Start the clock (or run on ``clock``, e.g. one whose frame-0 time the recording already holds) and the
+        threads; returns the clock."""
+        self.clock = clock or self.make_clock()
+        for target, name in ((self._scheduler, "comper-scheduler"), (self._worker, "comper-planner"),
+                             (self._housekeeping, "comper-housekeeping")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self.clock
+
+    def stop(self) -> dict:
+        """Stop the threads, silence everything we started, close the recording; returns the statistics."""
+        self._stop.set()
+        self._frames.put(None)
+        for t in self._threads:
+            t.join(timeout=5)
+        now = time.monotonic()
+        frame = self.clock.nearest_frame(now) if self.clock else 0
+        self.performer.release(frame, now)
+        with self._melody_lock:
+            held = [n[0] for n in self.melody.notes if n[2] is None]
+            for pitch in held:
+                self._thru_off(pitch)
+                if self.recorder is not None:
+                    self.recorder.melody_off(frame, now, pitch)
+        for sink in self.sinks:
+            sink.all_off()
+        summary = self.summary()
+        if self.recorder is not None:
+            self.recorder.close(**summary)
+        if self.error is not None:
+            raise RuntimeError(f"the planner stopped: {self.error}") from self.error
+        return summary
+
+    def summary(self) -> dict:
+        self.stats.chords = self.performer.chords_struck
+        return self.stats.summary()
+
+    def switch_model(self, policy: OnnxPolicy) -> None:
+        """Continue with another model: the sounding chord is released now, promised chords stay promised."""
+        self._frames.put(("switch", policy))
+
+    # --- input ----------------------------------------------------------------------------------------------
+
+    def on_note(self, ev) -> None:
+        """A NoteEvent from the keyboard (any thread): sounds at once, and is quantized for the model."""
+        if ev.kind == "on":
+            for sink in self.sinks:
+                if sink.thru:
+                    sink.note_on("melody", ev.pitch, ev.velocity)
+        else:
+            self._thru_off(ev.pitch)
+        if self.clock is None:
+            return
+        frame = max(0, self.clock.nearest_frame(ev.time))
+        with self._melody_lock:
+            if ev.kind == "on":
+                self.melody.note_on(ev.pitch, frame)
+            else:
+                self.melody.note_off(ev.pitch, frame)
+        if self.recorder is not None:
+            if ev.kind == "on":
+                self.recorder.melody_on(frame, ev.time, ev.pitch, ev.velocity)
+            else:
+                self.recorder.melody_off(frame, ev.time, ev.pitch)
+
+    def _thru_off(self, pitch: int) -> None:
+        for sink in self.sinks:
+            if sink.thru:
+                sink.note_off("melody", pitch)
+
+    # --- the scheduler --------------------------------------------------------------------------------------
+
+    def _scheduler(self) -> None:
+        clock, g = self.clock, 0
+        while wait_until(clock.time_of(g), self._stop):
+            self._play(g)
+            if not wait_until(clock.time_of(g + 0.5), self._stop):
+                break
+            with self._melody_lock:
+                pitch, onset = self.melody.frame(g)
+                self.melody.prune(g)
+            self.heard.append((pitch, onset))
+            self._frames.put((g, pitch, onset))
+            g += 1
+
+    def _play(self, g: int) -> None:
+        with self._lock:
+            tok = self._schedule.pop(g, None)
+            if tok is None and not self.planner.is_planned(g):
+                tok = self.vocab.hold(self.played[-1] if self.played else self.vocab.silence)
+                self._forced[g] = tok
+                self.stats.deadline_misses += 1
+            elif tok is None:
+                tok = self.planner.chord_for(g)
+            elif g < self.s.plan.listen:
+                tok = self.vocab.silence
+            self.played.append(tok)
+        t = self.clock.time_of(g)
+        if self.performer.play(g, t, tok):
+            self.stats.onset_error_ms.append((time.monotonic() - t) * 1000)
+
+    # --- the planner worker ---------------------------------------------------------------------------------
+
+    def _worker(self) -> None:
+        try:
+            while (item := self._frames.get()) is not None:
+                if item[0] == "switch":
+                    self._switch(item[1])
+                    continue
+                g, pitch, onset = item
+                with self._lock:
+                    forced, self._forced = self._forced, {}
+                for frame, tok in sorted(forced.items()):
+                    self.planner.override(frame, tok)
+                result = self.planner.advance(pitch, onset)
+                with self._lock:
+                    for frame, tok in result.committed.items():
+                        if frame >= len(self.played):
+                            self._schedule[frame] = tok
+                    self.tentative = result.tentative
+                self.stats.frames += 1
+                self.stats.plan_ms.append(result.seconds * 1000)
+                if self.recorder is not None:
+                    self.recorder.melody_token(g, self.planner.history[-1][1])
+        except BaseException as e:  # noqa: BLE001 - kept for stop(); the scheduler holds chords meanwhile
+            self.error = e
+
+    def _switch(self, policy: OnnxPolicy) -> None:
+        new = self._new_planner(policy)
+        new.take_over(self.planner)
+        self.planner = new
+        self.stats.model_switches += 1
+        now = time.monotonic()
+        self.performer.release(self.clock.nearest_frame(now), now)
+
+    # --- housekeeping ---------------------------------------------------------------------------------------
+
+    def _housekeeping(self) -> None:
+        while not self._stop.wait(1.0):
+            for port in self.ports:
+                try:
+                    port.check()
+                except Exception:  # noqa: BLE001 - a flaky backend must not end the jam
+                    pass
+            if self.recorder is not None and not self.recorder.closed:
+                self.recorder.stats(**self.summary())

@@ -1,0 +1,130 @@
+"""The offline teacher: cached cross-attention K/V decode like the full forward; its ONNX bundle matches torch, is
+told apart from an online bundle by its role, and fills an intro's chords under the grammar in the app."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from app.engine.bundle import BundleError, load_bundle
+from app.engine.grammar import Grammar
+from app.engine.policy import OnnxPolicy
+from app.engine.teacher import OnnxTeacher
+from training.data import tokens as T
+from training.export import compare_teacher_with_torch, export_bundle
+from training.models.teacher import OfflineTeacher
+from training.models.transformer import preset
+from training.pretrain import load_model
+
+G = Grammar.from_table(T.token_table())
+MELODY = [T.NOTE_ON + 60] + [T.NOTE_HOLD + 60] * 3 + [T.SILENCE] * 4 + [T.NOTE_ON + 64, T.NOTE_HOLD + 64] * 4
+
+
+@pytest.fixture(scope="module")
+def teacher_bundle(tiny_teacher, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models")
+    export_bundle(tiny_teacher, "teacher-test", out)
+    return out / "teacher-test.json"
+
+
+def test_cached_cross_kv_decoding_matches_the_full_forward():
+    torch.manual_seed(0)
+    teacher = OfflineTeacher(preset("tiny")).eval()
+    mel = torch.randint(T.SILENCE, T.CHORD_HOLD, (2, 40))
+    mel[1, 30:] = T.PAD
+    chords = torch.randint(T.CHORD_HOLD, T.VOCAB_SIZE, (2, 20))
+    with torch.no_grad():
+        enc = teacher.encode(mel)
+        # the reference re-projects the memory in every layer (no precomputed K/V), as before the cache existed
+        h, _ = teacher.decoder(chords, memory=enc.memory, memory_padding=enc.padding)
+        full = teacher.lm_head(h)
+        out, cache = teacher(mel, chords[:, :1], memory=enc)
+        parts = [out]
+        for t in range(1, 20):
+            out, cache = teacher(mel, chords[:, t:t + 1], past=cache, start=t, memory=enc)
+            parts.append(out)
+    assert len(enc.cross_kv) == teacher.cfg.n_layer
+    assert torch.allclose(torch.cat(parts, 1), full, atol=1e-5, rtol=0)
+
+
+def test_teacher_onnx_matches_torch_at_several_lengths(tiny_teacher, teacher_bundle):
+    teacher, _ = load_model(tiny_teacher)
+    bundle = load_bundle(teacher_bundle)
+    assert compare_teacher_with_torch(teacher, bundle.onnx_path, seed=7) <= 1e-4
+    card = bundle.card
+    assert bundle.role == card["role"] == card["model"]["kind"] == "offline_teacher"
+    assert card["interleave"] == "separate" and card["onnx"]["inputs"] == ["melody", "chords"]
+    assert card["onnx"]["max_abs_logit_diff_vs_torch"] <= 1e-4
+    assert len(card["tokens"]) == card["vocab_size"] == T.VOCAB_SIZE
+
+
+def test_online_card_says_its_role(tiny_bundle):
+    card = json.loads(tiny_bundle.read_text())
+    assert card["role"] == "online_policy" and card["interleave"] == "chord_first"
+
+
+def test_fill_is_grammatical_and_deterministic_for_a_seed(tiny_teacher, teacher_bundle):
+    teacher = OnnxTeacher(load_bundle(teacher_bundle), threads=1)
+    chords = teacher.fill(MELODY, np.random.default_rng(0), temperature=1.0)
+    assert len(chords) == len(MELODY)
+    prev = None
+    for c in chords:
+        assert G.is_valid("chord", prev, c), (prev, c)  # a hold only continues the chord sounding
+        prev = c
+    assert teacher.fill(MELODY, np.random.default_rng(0), temperature=1.0) == chords
+    assert teacher.fill([], np.random.default_rng(0)) == []
+    # the app's graph gives torch's logits for the same inputs
+    torch_teacher, _ = load_model(tiny_teacher)
+    with torch.no_grad():
+        ref, _ = torch_teacher(torch.tensor([[T.BOS, *MELODY]]), torch.tensor([[T.BOS, *chords[:5]]]))
+    assert np.abs(teacher.logits(MELODY, chords[:5]) - ref[0].numpy()).max() <= 1e-4
+
+
+def test_greedy_fill_with_top_k_and_top_p(teacher_bundle):
+    teacher = OnnxTeacher(load_bundle(teacher_bundle))
+    a = teacher.fill(MELODY, np.random.default_rng(1), temperature=0.0)
+    b = teacher.fill(MELODY, np.random.default_rng(2), temperature=0.0)
+    assert a == b
+    c = teacher.fill(MELODY, np.random.default_rng(3), temperature=1.0, top_k=3, top_p=0.9)
+    assert len(c) == len(MELODY)
+
+
+def test_each_runner_refuses_the_other_role(teacher_bundle, tiny_bundle):
+    with pytest.raises(BundleError, match=r"teacher-test\.json: an offline_teacher bundle cannot be run as an "
+                                          r"online_policy"):
+        OnnxPolicy(load_bundle(teacher_bundle))
+    with pytest.raises(BundleError, match=r"tiny-test\.json: an online_policy bundle cannot be run as an "
+                                          r"offline_teacher"):
+        OnnxTeacher(load_bundle(tiny_bundle))
+
+
+def copy_bundle(card_path, dst):
+    dst.mkdir()
+    for f in card_path.parent.glob(f"{card_path.stem}*"):
+        shutil.copy(f, dst / f.name)
+    return dst / card_path.name
+
+
+def test_unknown_role_is_refused_and_no_role_means_online(teacher_bundle, tiny_bundle, tmp_path):
+    card = copy_bundle(teacher_bundle, tmp_path / "t")
+    data = json.loads(card.read_text())
+    data["role"] = "drummer"
+    card.write_text(json.dumps(data))
+    with pytest.raises(BundleError, match=r"teacher-test\.json: unknown role 'drummer'"):
+        load_bundle(card)
+    old = copy_bundle(tiny_bundle, tmp_path / "o")
+    data = json.loads(old.read_text())
+    del data["role"]
+    old.write_text(json.dumps(data))
+    assert load_bundle(old).role == "online_policy"
+    OnnxPolicy(load_bundle(old))
+
+
+def test_models_command_lists_the_teacher_with_its_role(teacher_bundle, capsys, monkeypatch):
+    from app.cli import main
+
+    monkeypatch.setenv("COMPER_MODELS", str(teacher_bundle.parent))
+    assert main(["models"]) == 0
+    assert "offline_teacher" in capsys.readouterr().out
