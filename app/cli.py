@@ -128,19 +128,24 @@ def _bench(args: argparse.Namespace) -> int:
     settings = PlanSettings(lookahead_beats=args.lookahead, commit_beats=args.commit, listen_beats=0, seed=0)
     planner = Planner(policy, settings)
     rng = np.random.default_rng(0)
-    pitch, times, calls = -1, [], []
+    pitch, times, calls, idle = -1, [], [], []
     for f in range(args.frames):
         if f % 2 == 0:  # a busy melody: a new note (or rest) every 8th note
             pitch = int(rng.choice([-1, 60, 62, 64, 65, 67, 69, 71, 72]))
         r = planner.advance(pitch, f % 2 == 0 and pitch >= 0)
         times.append(r.seconds * 1000)
         calls.append(r.model_calls)
+        t0 = time.perf_counter()
+        planner.idle()
+        idle.append((time.perf_counter() - t0) * 1000)
     frame_ms = 60_000 / (args.bpm * 4)
     med, p99 = statistics.median(times), float(np.percentile(times, 99))
     print(f"model {policy.bundle.name}, {args.frames} frames, lookahead {args.lookahead} beats, commit {args.commit}, "
           f"{args.threads} thread(s)")
     print(f"planning per frame: median {med:.2f} ms, p99 {p99:.2f} ms, max {max(times):.2f} ms; "
           f"{statistics.mean(calls):.2f} model calls per frame")
+    print(f"after the plan is out (growing the next window's cache): median {statistics.median(idle):.2f} ms, "
+          f"p99 {float(np.percentile(idle, 99)):.2f} ms")
     print(f"a frame at {args.bpm:g} bpm is {frame_ms:.1f} ms: p99 uses {100 * p99 / frame_ms:.1f}% of it")
     return 0
 

@@ -46,6 +46,20 @@ class JamSettings:
         return self.count_in_bars * self.meter[0]
 
 
+@dataclass(frozen=True)
+class JamSnapshot:
+    """What a view needs, copied under the locks so it can be drawn at leisure on another thread."""
+
+    position: float  # the clock's fractional frame now (negative during the count-in)
+    bpm: float
+    meter: tuple[int, int]
+    listen: int  # frames of listen-first intro
+    chords: list[tuple[int, int, bool]]  # (frame, chord token, committed) around now: played, promised, tentative
+    notes: list[tuple[int, int, int | None]]  # the player's notes as heard: (pitch, on frame, off frame or None)
+    stats: dict
+    model: str
+
+
 @dataclass
 class JamStats:
     frames: int = 0
@@ -103,6 +117,7 @@ class JamSession:
         self._frames: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._pending_switch: tuple[int, OnnxPolicy] | None = None
 
     def _new_planner(self, policy: OnnxPolicy) -> Planner:
         intro = None
@@ -159,9 +174,32 @@ class JamSession:
         self.stats.chords = self.performer.chords_struck
         return self.stats.summary()
 
-    def switch_model(self, policy: OnnxPolicy) -> None:
-        """Continue with another model: the sounding chord is released now, promised chords stay promised."""
-        self._frames.put(("switch", policy))
+    def switch_model(self, policy: OnnxPolicy, at_frame: int | None = None) -> None:
+        """Continue with another model from ``at_frame`` (e.g. the next bar's first frame; None: now). The chord
+        sounding then is released and promised chords stay promised: no stuck notes, no broken promise."""
+        if at_frame is None or self.clock is None:
+            self._frames.put(("switch", policy))
+        else:
+            with self._lock:
+                self._pending_switch = (at_frame, policy)
+
+    def next_bar_frame(self) -> int:
+        """The first frame of the next bar (for a switch that waits for the bar line)."""
+        bar = self.s.meter[0] * 4 * 4 // self.s.meter[1]
+        now = max(0, self.clock.nearest_frame(time.monotonic())) if self.clock else 0
+        return (now // bar + 1) * bar
+
+    def snapshot(self, past_frames: int = 64) -> JamSnapshot:
+        pos = self.clock.position(time.monotonic()) if self.clock else -1.0
+        with self._lock:
+            first = max(0, len(self.played) - past_frames)
+            chords = [(first + i, tok, True) for i, tok in enumerate(self.played[first:])]
+            chords += [(g, tok, True) for g, tok in sorted(self._schedule.items()) if g >= len(self.played)]
+            chords += [(g, tok, False) for g, tok in sorted(self.tentative.items()) if g >= len(self.played)]
+        with self._melody_lock:
+            notes = [(p, on, off) for p, on, off in self.melody.notes]
+        return JamSnapshot(pos, self.s.bpm, self.s.meter, self.s.plan.listen, chords, notes, self.summary(),
+                           self.planner.policy.bundle.name)
 
     # --- input ----------------------------------------------------------------------------------------------
 
@@ -202,13 +240,16 @@ class JamSession:
                 break
             with self._melody_lock:
                 pitch, onset = self.melody.frame(g)
-                self.melody.prune(g)
+                self.melody.prune(g - 64)  # recent notes stay for the view; the scan stays short
             self.heard.append((pitch, onset))
             self._frames.put((g, pitch, onset))
             g += 1
 
     def _play(self, g: int) -> None:
         with self._lock:
+            if self._pending_switch is not None and self._pending_switch[0] <= g:
+                self._frames.put(("switch", self._pending_switch[1]))
+                self._pending_switch = None
             tok = self._schedule.pop(g, None)
             if tok is None and not self.planner.is_planned(g):
                 tok = self.vocab.hold(self.played[-1] if self.played else self.vocab.silence)
@@ -246,6 +287,8 @@ class JamSession:
                 self.stats.plan_ms.append(result.seconds * 1000)
                 if self.recorder is not None:
                     self.recorder.melody_token(g, self.planner.history[-1][1])
+                if self._frames.empty():
+                    self.planner.idle()  # after the plan is out, and only when no frame waits
         except BaseException as e:  # noqa: BLE001 - kept for stop(); the scheduler holds chords meanwhile
             self.error = e
 

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .policy import OnnxPolicy, PolicyState
 
 FRAMES_PER_BEAT = 4
+SHADOW_CHUNK = 8  # history frames fed into the next window's cache per planned frame
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class PlanSettings:
     top_k: int = 0
     top_p: float = 1.0
     seed: int = 0
-    slide_hop_frames: int = 16  # frames dropped at once when the window slides
+    slide_hop_frames: int = 64  # frames dropped at once when the window slides (a quarter of a small context)
 
     @property
     def lookahead(self) -> int:
@@ -166,6 +167,9 @@ class Planner:
         self.committed[0] = c0
         self.logits, self.state = self._run([c0], state, True)
         self.branch = Branch(0)
+        self.shadow: PolicyState | None = None  # the next window's cache, grown ahead of the slide
+        self.shadow_first = self.shadow_fed = 0  # its first frame, and the frame up to which it is fed
+        self.dangling: tuple[int, np.ndarray, PolicyState] | None = None  # see _feed_and_rescore
 
     # --- the model ------------------------------------------------------------------------------------------
 
@@ -203,9 +207,11 @@ class Planner:
         """Whether the chord of ``frame`` has been decided (the live scheduler asks before playing it)."""
         return frame < self.s.listen or frame in self.committed
 
-    def _rescore(self, carry: list[int], horizon: int, committed: dict[int, int]) -> None:
-        """Start an empty branch from a carried imagined melody, as far as its chords are already decided, in one
-        model call."""
+    def _feed_and_rescore(self, pending: list[int], carry: list[int], horizon: int,
+                          committed: dict[int, int]) -> None:
+        """One model call for the rest of the real history (``pending``: ``[m_f, c_f+1]`` or ``[c_f+1]``, or
+        nothing) and a branch re-scored from a carried imagined melody, as far as its chords are decided. The real
+        state and every branch state are prefixes of that call's cache."""
         b = self.branch
         melody, chords = [], []
         for m in carry:
@@ -215,18 +221,27 @@ class Planner:
                 break
             melody.append(m)
             chords.append(c)
-        if not chords:
+        dangling = None  # the next carried note, whose chord is still to be sampled: fed now, sampled by _extend
+        if len(melody) < len(carry) and b.first + len(chords) + 1 <= horizon:
+            dangling = carry[len(melody)]
+        tokens = pending + [t for pair in zip(melody, chords) for t in pair] + ([dangling] if dangling else [])
+        if not tokens:
             return
-        tokens = [t for pair in zip(melody, chords) for t in pair]
+        base, n0 = self.state.length, self.state.length + len(pending)
         self.calls += 1
-        logits, state = self.policy.run(tokens, self.state, chord_first_slot=False)
-        base = self.state.length
+        logits, state = self.policy.run(tokens, self.state, chord_first_slot=len(pending) == 1)
+        if pending:
+            last_note = pending[0] if len(pending) == 2 else self.state.last_note
+            self.state = PolicyState(state.k[:, :, :, :n0], state.v[:, :, :, :n0], n0, pending[-1], last_note)
+            self.logits = logits[len(pending) - 1]
         for i, (m, c) in enumerate(zip(melody, chords)):
-            n = base + 2 * (i + 1)
+            n = n0 + 2 * (i + 1)
             b.melody.append(m)
             b.chords.append(c)
             b.states.append(PolicyState(state.k[:, :, :, :n], state.v[:, :, :, :n], n, last_chord=c, last_note=m))
-            b.logits.append(logits[2 * i + 1])
+            b.logits.append(logits[n - base - 1])
+        if dangling is not None:
+            self.dangling = (dangling, logits[-1], replace(state, last_note=dangling))
 
     def _extend(self, horizon: int, committed: dict[int, int]) -> None:
         """Grow the branch until it holds the chord of frame ``horizon``."""
@@ -234,8 +249,19 @@ class Planner:
         while b.first + len(b.chords) < horizon:
             i = len(b.chords)
             state, logits = (b.states[-1], b.logits[-1]) if i else (self.state, self.logits)
-            m = self._sample_note(logits, state)  # imagine the player's melody at frame first + i
             g = b.first + i + 1
+            if self.dangling is not None:  # its note is already fed (by the re-scoring call)
+                (m, logits, state), self.dangling = self.dangling, None
+                c = self._decide_chord(g, committed)
+                if c is None:
+                    c = self._sample_chord(logits, state)
+                logits, state = self._run([c], state, True)
+                b.melody.append(m)
+                b.chords.append(c)
+                b.states.append(state)
+                b.logits.append(logits)
+                continue
+            m = self._sample_note(logits, state)  # imagine the player's melody at frame first + i
             c = self._decide_chord(g, committed)
             if c is None:
                 logits, state = self._run([m], state, False)
@@ -248,13 +274,56 @@ class Planner:
             b.states.append(state)
             b.logits.append(logits)
 
-    def _slide_if_needed(self) -> bool:
+    def _slide_if_due(self) -> bool:
+        """At the context limit, drop the oldest frames. The shadow cache (built a chunk per frame beforehand)
+        makes this one short call; without it (a window that filled faster than the shadow grew) the whole
+        window is re-prefilled at once."""
         if len(self.history) + self.s.lookahead + 1 <= self.context_frames:
             return False
-        keep = self.context_frames - self.s.lookahead - self.s.slide_hop_frames
-        self.history = self.history[len(self.history) - keep:]
-        self._prefill()
+        hist_first = self.next_frame - len(self.history)
+        if self.shadow is None:
+            keep = self.context_frames - self.s.lookahead - self.s.slide_hop_frames
+            self.history = self.history[len(self.history) - keep:]
+            self._prefill()
+            return True
+        rest = self.history[self.shadow_fed - hist_first:]
+        nxt = self.committed[self.next_frame]
+        self.calls += 1
+        logits, state = self.policy.run([t for pair in rest for t in pair] + [nxt], self.shadow, chord_first_slot=True)
+        self.history = self.history[self.shadow_first - hist_first:]
+        self.state = replace(state, last_chord=nxt, last_note=self.history[-1][1])
+        self.logits = logits[-1]
+        self.shadow = None
+        self.branch = Branch(self.next_frame)
         return True
+
+    def idle(self) -> None:
+        """Work that can wait until the plan is published (the live worker calls it after each frame's plan;
+        the simulated clock right after ``advance``): growing the next window's cache."""
+        self._grow_shadow()
+
+    def _grow_shadow(self) -> None:
+        """Feed a few frames of the next window into the shadow cache, starting early enough that it has caught
+        up with the history when the window must slide: the slide's cost is spread over the frames before it."""
+        hist_first = self.next_frame - len(self.history)
+        if self.shadow is None:
+            frames_left = self.context_frames - self.s.lookahead - len(self.history)  # advances until the slide
+            to_feed = len(self.history) - self.s.slide_hop_frames
+            if frames_left > to_feed // (SHADOW_CHUNK - 1) + 2 or to_feed <= 0:
+                return
+            self.shadow, self.shadow_first = self.policy.empty(), hist_first + self.s.slide_hop_frames
+            self.shadow_fed = self.shadow_first
+        todo = self.history[self.shadow_fed - hist_first:][:SHADOW_CHUNK]
+        if not todo:
+            return
+        v = self.vocab
+        tokens = [v.bos] if self.shadow_fed == self.shadow_first else []
+        for i, (c, m) in enumerate(todo):
+            window_start = self.shadow_fed == self.shadow_first and i == 0
+            tokens += [v.as_onset(c), v.as_onset(m)] if window_start else [c, m]
+        self.calls += 1
+        _, self.shadow = self.policy.run(tokens, self.shadow, chord_first_slot=None)
+        self.shadow_fed += len(todo)
 
     def _prefill(self) -> None:
         """Rebuild the real cache from the window's history and the promised chord of the next frame."""
@@ -290,7 +359,13 @@ class Planner:
         self.intro_pending = self.intro_pending and other.intro_pending
         self._prefill()
 
-    def _fill_intro(self, committed: dict[int, int]) -> None:
+    def _fill_intro_if_due(self, f: int, committed: dict[int, int]) -> bool:
+        """True when the teacher's intro was written into the history (and the cache re-prefilled)."""
+        if not (self.intro_pending and f + self.s.commit + 1 >= self.s.listen):
+            return False
+        return self._fill_intro(committed)
+
+    def _fill_intro(self, committed: dict[int, int]) -> bool:
         """The teacher's chords under the melody heard so far become the history's context (never played).
 
         Runs one frame before the first audible chord could be promised, so the next frame is still in the intro
@@ -298,7 +373,8 @@ class Planner:
         self.intro_pending = False
         first = self.next_frame - len(self.history)
         if first > 0:  # the window already slid past the start: nothing to fill
-            return
+            return False
+        self.shadow = None  # its frames are rewritten
         chords = self.intro([m for _, m in self.history])  # may cover only the most recent frames
         skip = len(self.history) - len(chords)
         self.history = self.history[:skip] + [(c, m) for c, (_, m) in zip(chords, self.history[skip:])]
@@ -309,6 +385,7 @@ class Planner:
             nxt = chords[-1] if chords else self.vocab.silence  # any valid context chord for the next frame
             self.committed[self.next_frame] = committed[self.next_frame] = self.vocab.hold(nxt)
         self._prefill()
+        return True
 
     def advance(self, pitch: int, onset: bool) -> PlanResult:
         """Frame ``next_frame`` has been heard (its top pitch or -1, and whether it was struck): plan ahead."""
@@ -321,29 +398,30 @@ class Planner:
         committed: dict[int, int] = {}
         b = self.branch
         reused = bool(b.chords) and b.first == f and b.melody[0] == m
-        carry = b.melody[1:] if b.chords and b.first == f and not reused else []
+        pending: list[int] = []  # real tokens still to feed after the real state
         if reused:  # the player did what the branch imagined: its first state is the real state now
             if f + 1 not in self.committed:  # the branch's chord for f + 1 was drawn from melody <= f: promise it
                 committed[f + 1] = b.chords[0]
             self.state, self.logits = b.states[0], b.logits[0]
             self.branch = b.drop_first()
+            carry = []
         else:
+            carry = self.vocab.fix_holds(m, b.melody[1:]) if b.chords and b.first == f else []
             c_next = self._decide_chord(f + 1, committed)
             if c_next is None:  # nothing promised for the next frame (a late plan): decide it now
-                logits, state = self._run([m], self.state, False)
-                c_next = self._sample_chord(logits, state)
+                self.logits, self.state = self._run([m], self.state, False)
+                c_next = self._sample_chord(self.logits, self.state)
                 committed[f + 1] = c_next
-                self.logits, self.state = self._run([c_next], state, True)
+                pending = [c_next]
             else:
-                self.logits, self.state = self._run([m, c_next], self.state, False)
+                pending = [m, c_next]
             self.branch = Branch(f + 1)
         self.committed.update(committed)
-        self._slide_if_needed()
-        if self.intro_pending and f + self.s.commit + 1 >= self.s.listen:
-            self._fill_intro(committed)
-            carry = []
-        if carry and not self.branch.chords:
-            self._rescore(self.vocab.fix_holds(m, carry), f + self.s.lookahead, committed)
+        if self._slide_if_due() or self._fill_intro_if_due(f, committed):
+            pending = []  # the re-prefill fed the whole history
+            if reused:
+                carry = b.melody[1:]  # the branch was dropped with the old cache: carry its imagination
+        self._feed_and_rescore(pending, carry, f + self.s.lookahead, committed)
         self._extend(f + self.s.lookahead, committed)
         b = self.branch
         for i, c in enumerate(b.chords):  # what falls inside the commit horizon is promised now
@@ -353,5 +431,6 @@ class Planner:
         self.committed.update(committed)
         for g in [g for g in self.committed if g < f - 16]:
             del self.committed[g]
+        self.dangling = None
         tentative = {b.first + 1 + i: c for i, c in enumerate(b.chords) if b.first + 1 + i not in self.committed}
         return PlanResult(f, committed, tentative, time.perf_counter() - t0, self.calls - calls0, reused)

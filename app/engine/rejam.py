@@ -70,6 +70,7 @@ def rejam(melody_path: str | Path, model: str, out: str | Path, settings: PlanSe
                 rec.melody_on(f, t, pitch, vel)
             performer.play(f, t, planner.chord_for(f))
             result = planner.advance(*mf.frames[f])
+            planner.idle()
             rec.melody_token(f, planner.history[-1][1])
             times.append(result.seconds * 1000)
         stats = {"frames": n, "plan_ms_median": float(np.median(times)) if times else 0.0,

@@ -24,4 +24,5 @@ def simulate(planner: Planner, melody: list[tuple[int, bool]]) -> SimulatedJam:
     for pitch, onset in melody:
         jam.chords.append(planner.chord_for(planner.next_frame))  # sounds at the start of the frame
         jam.plans.append(planner.advance(pitch, onset))
+        planner.idle()
     return jam
