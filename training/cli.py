@@ -73,13 +73,27 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _rl(args: argparse.Namespace) -> None:
+    import torch
+
     from .rl.ppo import CONFIGS, train_rl, with_system
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cfg = with_system(CONFIGS[args.config], args.system, entropy=args.entropy, updates=args.updates, seed=args.seed,
                       adversarial=True if args.adversarial else None)
     row = train_rl(cfg, Path(args.init), Path(args.teacher), [Path(r) for r in args.rewards or []], Path(args.cache),
                    Path(args.out), system=args.system, until=args.until)
     print(json.dumps(row))
+
+
+def _pipeline(args: argparse.Namespace) -> None:
+    import torch
+
+    from .pipeline import run_pipeline
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run_pipeline(args.config, Path(args.data), Path(args.out), Path(args.cache) if args.cache else None, args.only)
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -161,7 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
     rl.add_argument("--updates", type=int, help="override the number of PPO updates")
     rl.add_argument("--until", type=int, help="stop after this update (resume later with the same command)")
     rl.add_argument("--seed", type=int)
+    rl.add_argument("--threads", type=int, help="CPU threads for torch (1 when another job shares the CPU)")
     rl.set_defaults(func=_rl)
+
+    from .pipeline import PRESETS as PIPELINES
+
+    pl = stages.add_parser("pipeline", help="every stage from the datasets to the bundles, resumable")
+    pl.add_argument("--config", default="small", choices=list(PIPELINES))
+    pl.add_argument("--data", required=True, help="the datasets folder (e.g. ../shared/data)")
+    pl.add_argument("--out", required=True, help="folder for the cache, runs, reports and bundles")
+    pl.add_argument("--cache", help="an existing data cache to use (default: OUT/cache, built if missing)")
+    pl.add_argument("--only", nargs="+", help="run only these stages (e.g. eval-test export)")
+    pl.add_argument("--threads", type=int, help="CPU threads for torch")
+    pl.set_defaults(func=_pipeline)
 
     ex = stages.add_parser("export", help="write a model bundle (ONNX + JSON card) for the app")
     ex.add_argument("--run", required=True)

@@ -1,0 +1,131 @@
+"""Everything from the raw datasets to the shipped bundles, in one resumable command.
+
+    comper-train pipeline --config small --data ../shared/data --out pipeline/small
+
+Stages, in order: the data cache; MLE pretraining of the online policy, the offline teacher and the melody agent;
+the reward models; the three RL systems of the paper's comparison (``realchords``, ``gapt-no-adv``, ``gapt``);
+the evaluation of all of them (test split and OpenEWLD); the export of the bundles. Every stage resumes where it
+stopped (each one checkpoints), and a finished stage is skipped, so the same command can be re-run after a kill
+or across sessions. ``pipeline.json`` in the output folder records the time each stage took.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    model: str  # the model size preset (training/models/transformer.py)
+    pretrain_recipe: str  # training/pretrain.py RECIPES
+    teacher_steps: int | None  # the offline teacher's schedule length, when shorter than the recipe's
+    reward_recipe: str  # training/rewards.py RECIPES
+    reward_kinds: tuple[str, ...]
+    rl_config: str  # training/rl/ppo.py CONFIGS
+    eval_songs: int
+    melody_agent: bool = True
+    systems: tuple[str, ...] = ("realchords", "gapt-no-adv", "gapt")
+    build_limit: int | None = None  # songs per source (smoke runs)
+
+
+PRESETS: dict[str, PipelineConfig] = {
+    # The paper-sized models on one GPU.
+    "paper": PipelineConfig("paper", "paper", None, "paper", ("contrastive", "discriminative"), "paper", 500),
+    # What this 2-core CPU trains in a few sessions (the shipped bundles).
+    "small": PipelineConfig("small", "cpu", 900, "cpu", ("contrastive", "discriminative"), "cpu", 200,
+                            melody_agent=False),
+    # Seconds: the tests.
+    "smoke": PipelineConfig("tiny", "smoke", None, "smoke", ("contrastive",), "smoke", 2, melody_agent=False,
+                            systems=("realchords", "gapt"), build_limit=3),
+}
+
+
+@dataclass
+class Stage:
+    name: str
+    run: Callable[[], object]
+    outputs: list[str] = field(default_factory=list)
+
+
+def stages(cfg: PipelineConfig, data: Path, out: Path, cache: Path) -> list[Stage]:
+    """The stage list; each closure is resumable on its own."""
+    from .data.cache import build
+    from .evaluate import evaluate, write_report
+    from .export import export_bundle
+    from .pretrain import RECIPES as PRE, pretrain, with_overrides
+    from .rewards import recipe_for, train_reward
+    from .rl.ppo import CONFIGS, train_rl, with_system
+
+    runs = out / "runs"
+    out_models = out / "models"
+    steps: list[Stage] = []
+    if not (cache / "stats.json").exists():
+        steps.append(Stage("data", lambda: build(data, cache, limit=cfg.build_limit)))
+    else:
+        steps.append(Stage("data", lambda: None))
+    kinds = ["online", "offline"] + (["melody"] if cfg.melody_agent else [])
+    for kind in kinds:
+        recipe = PRE[cfg.pretrain_recipe]
+        if kind == "offline" and cfg.teacher_steps:
+            recipe = with_overrides(recipe, max_steps=cfg.teacher_steps)
+        steps.append(Stage(f"pretrain-{kind}", lambda k=kind, r=recipe: pretrain(k, cfg.model, cache, runs / f"{k}", r)))
+    for kind in cfg.reward_kinds:
+        steps.append(Stage(f"reward-{kind}", lambda k=kind: train_reward(
+            k, cfg.model, cache, runs / f"rw-{k}", recipe_for(k, cfg.reward_recipe))))
+    rewards = [runs / f"rw-{k}" for k in cfg.reward_kinds]
+    for system in cfg.systems:
+        steps.append(Stage(f"rl-{system}", lambda s=system: train_rl(
+            with_system(CONFIGS[cfg.rl_config], s), runs / "online", runs / "offline", rewards, cache,
+            runs / f"rl-{s}", system=s)))
+    systems = {"online-mle": str(runs / "online"), "offline-teacher": str(runs / "offline"),
+               **{s: str(runs / f"rl-{s}") for s in cfg.systems}}
+    for split in ("test", "ood"):
+        steps.append(Stage(f"eval-{split}", lambda sp=split: write_report(
+            evaluate(systems, cache, sp, cfg.eval_songs, 0,
+                     melody_agent=runs / "melody" if cfg.melody_agent else None,
+                     embedding=runs / "rw-contrastive" if "contrastive" in cfg.reward_kinds else None),
+            out / "reports" / sp)))
+    bundles = {"online-mle": runs / "online", "offline-teacher": runs / "offline",
+               **{s: runs / f"rl-{s}" for s in cfg.systems}}
+
+    def export_all() -> None:
+        for name, run in bundles.items():
+            export_bundle(run, name, out_models)
+
+    steps.append(Stage("export", export_all))
+    return steps
+
+
+def run_pipeline(config: str, data: Path, out: Path, cache: Path | None = None, only: list[str] | None = None) -> dict:
+    """Run (or resume) every stage; returns the per-stage record that is also written to ``pipeline.json``."""
+    from tqdm import tqdm
+
+    cfg = PRESETS[config]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path(cache) if cache else out / "cache"
+    record_path = out / "pipeline.json"
+    record = json.loads(record_path.read_text()) if record_path.exists() else {"config": asdict(cfg), "stages": {}}
+    plan = stages(cfg, Path(data), out, cache)
+    bar = tqdm(plan, desc=f"pipeline {config}", unit="stage", file=sys.stderr, position=0, dynamic_ncols=True)
+    for stage in bar:
+        bar.set_postfix_str(stage.name)
+        done = record["stages"].get(stage.name, {}).get("done")
+        if done or (only and stage.name not in only):
+            continue
+        t0 = time.perf_counter()
+        stage.run()
+        spent = record["stages"].get(stage.name, {}).get("seconds", 0.0) + time.perf_counter() - t0
+        record["stages"][stage.name] = {"done": True, "seconds": round(spent, 1)}
+        record_path.write_text(json.dumps(record, indent=1))
+    bar.close()
+    total = sum(s["seconds"] for s in record["stages"].values())
+    for name, s in record["stages"].items():
+        print(f"{name:<22} {s['seconds'] / 60:8.1f} min", file=sys.stderr)
+    print(f"{'total':<22} {total / 60:8.1f} min", file=sys.stderr)
+    return record
