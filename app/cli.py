@@ -1,4 +1,5 @@
-"""`comper`: jam from a terminal, re-jam a MIDI file, list ports and models, render, benchmark, check the setup.
+"""`comper`: the desktop app (no subcommand), or jam from a terminal, re-jam a MIDI file, list ports and models,
+render, benchmark, check the setup.
 
 Errors a musician can fix (a port that does not exist, a broken bundle, a corrupt MIDI file) print one line and
 exit with status 2; nothing here needs torch.
@@ -221,6 +222,10 @@ def _jam(args: argparse.Namespace) -> int:
     sinks, ports, closers = _open_outputs(args)
     record = Path(args.record) if args.record else None
     journal_dir = record.parent if record else sessions_dir()
+    from .recording import find_unfinished, recover
+
+    for journal in find_unfinished(journal_dir):  # a jam that crashed last time is saved before a new one starts
+        print(f"recovered an unfinished session: {journal} -> {recover(journal)}")
     session = None
     recorder = None
     keyboard = None
@@ -284,7 +289,7 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _add_plan_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="online-mle-small", help="a shipped model name or a bundle path")
+    p.add_argument("--model", help="a shipped model name or a bundle path (default: gapt, else the best shipped)")
     p.add_argument("--bpm", type=float, help="tempo (default: the file's, else 120)")
     p.add_argument("--lookahead", type=float, default=4, help="beats planned ahead")
     p.add_argument("--commit", type=float, default=4, help="beats of the plan that are frozen")
@@ -296,7 +301,11 @@ def _add_plan_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="comper", description=__doc__.splitlines()[0])
+    from .gui.options import add_app_options  # no Qt: the app's options only
+
+    p = argparse.ArgumentParser(prog="comper", description="Comper: with no command, open the desktop app; "
+                                                           "the commands below work from a terminal.")
+    add_app_options(p)
     sub = p.add_subparsers(dest="command")
     m = sub.add_parser("models", help="list the shipped model bundles (and any given path), validated")
     m.add_argument("paths", nargs="*")
@@ -340,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--soundfont")
     dr.set_defaults(func=_doctor)
     b = sub.add_parser("bench", help="per-frame planning cost on a simulated clock")
-    b.add_argument("--model", default="online-mle-small")
+    b.add_argument("--model", help="a shipped model name or a bundle path (default: as for jam)")
     b.add_argument("--frames", type=int, default=2000)
     b.add_argument("--bpm", type=float, default=120)
     b.add_argument("--lookahead", type=float, default=4)
@@ -351,10 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     if not getattr(args, "func", None):
-        build_parser().print_help()
-        return 0
+        from .gui import run  # lazily: only the app needs Qt
+
+        return run(argv)
     try:
         return args.func(args)
     except Exception as e:  # noqa: BLE001 - user-fixable errors of every subsystem print one line

@@ -128,8 +128,28 @@ def shipped_bundles() -> list[Path]:
     return out
 
 
-def resolve_model(name_or_path: str) -> Path:
-    """A bundle by shipped name (``gapt``) or by path (``models/gapt.json``, ``x.onnx``)."""
+DEFAULT_PREFERENCE = ("gapt", "realchords", "online-mle")
+
+
+def default_model() -> str:
+    """The model a musician gets without asking: GAPT when shipped, else the best other shipped policy."""
+    names = [c.stem for c in shipped_bundles()]
+    for name in DEFAULT_PREFERENCE:
+        if name in names:
+            return name
+    for card in shipped_bundles():
+        try:
+            if load_bundle(card).role == DEFAULT_ROLE:
+                return card.stem
+        except BundleError:
+            continue
+    raise BundleError(f"no playable model bundle in {models_dir()}")
+
+
+def resolve_model(name_or_path: str | None) -> Path:
+    """A bundle by shipped name (``gapt``) or by path (``models/gapt.json``, ``x.onnx``); None: the default."""
+    if name_or_path is None:
+        name_or_path = default_model()
     p = Path(name_or_path)
     if p.suffix in (".json", ".onnx") or p.exists():
         return p.with_suffix(".json")

@@ -31,7 +31,7 @@ class RejamReport:
     seconds: float
 
 
-def rejam(melody_path: str | Path, model: str, out: str | Path, settings: PlanSettings = PlanSettings(),
+def rejam(melody_path: str | Path, model: str | None, out: str | Path, settings: PlanSettings = PlanSettings(),
           bpm: float | None = None, track: str | None = None, voicing: VoicingSettings = VoicingSettings(),
           threads: int = 1, teacher=None) -> RejamReport:
     """``teacher``: an ``OnnxTeacher`` that fills the intro's context chords, as in a live jam."""

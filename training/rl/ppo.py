@@ -40,8 +40,11 @@ from ..evaluation import diversity as D
 from ..evaluation.harmony import note_in_chord
 from ..generate import CHORD_SLOT, HOLD_OF, chord_indices, generate_online
 from ..models.policy import OnlinePolicy
-from ..pretrain import DEFAULT_MIX, load_checkpoint, load_model, save_checkpoint
+from ..pretrain import DEFAULT_MIX, autocast, load_checkpoint, load_model, save_checkpoint
 from . import penalties
+
+
+CPU = torch.device("cpu")  # RL runs on the CPU here (the rollout loop is latency-bound); see autocast
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,10 @@ class Trainer:
 
     @torch.no_grad()
     def rollout(self, batch: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
+        with autocast(CPU):  # bf16 matmuls where the CPU has them (~2x); log-probs and rewards are fp32
+            return self._rollout(batch, gen)
+
+    def _rollout(self, batch: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
         n = self.cfg.frames
         melody = batch["melody"][:, 1:1 + n]
         self.policy.eval()
@@ -239,6 +246,8 @@ class Trainer:
         terms.update({f"penalty_{k}": v for k, v in penalties.all_penalties(chords, melody).items()})
         if self.disc is not None:
             terms["adversarial"] = self.disc.adversarial_reward(fake)
+        terms = {k: v.float() for k, v in terms.items()}
+        values = values.float()
         total = torch.stack(list(terms.values())).sum(0)
         rewards = -self.cfg.kl_beta * kl
         rewards[:, -1] += total
@@ -262,7 +271,8 @@ class Trainer:
         for a in range(0, cfg.rollouts, cfg.minibatch):
             mb = torch.as_tensor(order[a:a + cfg.minibatch])
             chords, melody, mask = ro["chords"][mb], ro["melody"][mb], ro["mask"][mb]
-            logp_all = policy_logprobs(self.policy, chords, melody, mask)
+            with autocast(CPU):
+                logp_all = policy_logprobs(self.policy, chords, melody, mask)
             new_logp = logp_all.gather(-1, chords[..., None])[..., 0]
             ratio = (new_logp - ro["logp"][mb]).exp()
             a_mb = adv[mb]
@@ -272,8 +282,9 @@ class Trainer:
             (pg - cfg.entropy * entropy).backward()
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
             self.actor_opt.step()
-            _, values = policy_logprobs(self.critic, chords, melody, mask, with_value=True)
-            v_loss = 0.5 * (values - returns[mb]).pow(2).mean()
+            with autocast(CPU):
+                _, values = policy_logprobs(self.critic, chords, melody, mask, with_value=True)
+            v_loss = 0.5 * (values.float() - returns[mb]).pow(2).mean()
             self.critic_opt.zero_grad(set_to_none=True)
             v_loss.backward()
             torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
@@ -296,7 +307,8 @@ class Trainer:
         correct = []
         for a in range(0, cfg.rollouts, cfg.minibatch):
             mb = torch.as_tensor(order[a:a + cfg.minibatch])
-            loss = self.disc.loss(ro["real"][mb], ro["fake"][mb], smoothing=cfg.d_smoothing)
+            with autocast(CPU):
+                loss = self.disc.loss(ro["real"][mb], ro["fake"][mb], smoothing=cfg.d_smoothing).float()
             self.disc_opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.disc.parameters(), cfg.max_grad_norm)
@@ -315,7 +327,8 @@ class Trainer:
         mel = torch.where(mel == T.PAD, torch.full_like(mel, T.SILENCE), mel)
         mel = torch.where(mel == T.EOS, torch.full_like(mel, T.SILENCE), mel)
         self.policy.eval()
-        chords = generate_online(self.policy, mel, 1.0, torch.Generator().manual_seed(12345)).numpy()
+        with autocast(CPU):
+            chords = generate_online(self.policy, mel, 1.0, torch.Generator().manual_seed(12345)).numpy()
         self.policy.train()
         pitches = np.where((mel.numpy() >= T.NOTE_HOLD) & (mel.numpy() < T.CHORD_HOLD),
                            (mel.numpy() - T.NOTE_HOLD) % T.N_PITCHES, -1)
