@@ -13,7 +13,7 @@ import statistics
 import sys
 import time
 
-from .engine.bundle import BundleError, load_bundle, resolve_model, shipped_bundles
+from .engine.bundle import BundleError, load_bundle, resolve_model, shipped_bundles, shipped_teacher
 
 
 USER_ERRORS = {"BundleError", "MidiFileError", "RenderError", "SoundfontNotFound", "PortError", "JournalError"}
@@ -193,14 +193,8 @@ def _load_teacher(args: argparse.Namespace):
 
     if args.teacher:
         return OnnxTeacher(load_bundle(resolve_model(args.teacher)))
-    for card in shipped_bundles():
-        try:
-            b = load_bundle(card)
-        except BundleError:
-            continue
-        if b.role == "offline_teacher":
-            return OnnxTeacher(b)
-    return None
+    bundle = shipped_teacher()
+    return OnnxTeacher(bundle) if bundle else None
 
 
 def _jam(args: argparse.Namespace) -> int:
@@ -213,27 +207,33 @@ def _jam(args: argparse.Namespace) -> int:
     from .midi import MidiInput
     from .recording import Recorder
 
-    bundle = load_bundle(resolve_model(args.model))
-    policy = OnnxPolicy(bundle, threads=args.threads)
-    teacher = _load_teacher(args)
-    plan = PlanSettings(lookahead_beats=args.lookahead, commit_beats=args.commit, listen_beats=args.listen,
-                        temperature=args.temperature, seed=args.seed)
-    settings = JamSettings(bpm=args.bpm or 100.0, meter=args.meter, count_in_bars=args.count_in, plan=plan)
-    sinks, ports, closers = _open_outputs(args)
-    record = Path(args.record) if args.record else None
-    journal_dir = record.parent if record else sessions_dir()
-    from .recording import find_unfinished, recover
-
-    for journal in find_unfinished(journal_dir):  # a jam that crashed last time is saved before a new one starts
-        print(f"recovered an unfinished session: {journal} -> {recover(journal)}")
+    virtual_in = args.in_port == "virtual"
     session = None
+
+    def on_note(ev) -> None:
+        if session is not None:
+            session.on_note(ev)
+
+    # The keyboard first: a port that is not there (or no MIDI at all) fails in one line, before the model loads
+    # and before the synth starts (its audio drivers print their own noise).
+    keyboard = MidiInput("Comper in" if virtual_in else args.in_port, on_note, api=args.midi_api, virtual=virtual_in)
     recorder = None
-    keyboard = None
+    closers: list = []
     try:
+        bundle = load_bundle(resolve_model(args.model))
+        policy = OnnxPolicy(bundle, threads=args.threads)
+        teacher = _load_teacher(args)
+        plan = PlanSettings(lookahead_beats=args.lookahead, commit_beats=args.commit, listen_beats=args.listen,
+                            temperature=args.temperature, seed=args.seed)
+        settings = JamSettings(bpm=args.bpm or 100.0, meter=args.meter, count_in_bars=args.count_in, plan=plan)
+        sinks, ports, closers = _open_outputs(args)
+        record = Path(args.record) if args.record else None
+        journal_dir = record.parent if record else sessions_dir()
+        from .recording import find_unfinished, recover
+
+        for journal in find_unfinished(journal_dir):  # a jam that crashed last time is saved before a new one
+            print(f"recovered an unfinished session: {journal} -> {recover(journal)}")
         session = JamSession(policy, settings, sinks, teacher=teacher, ports=ports)
-        virtual_in = args.in_port == "virtual"
-        keyboard = MidiInput("Comper in" if virtual_in else args.in_port, session.on_note, api=args.midi_api,
-                             virtual=virtual_in)
         session.ports.append(keyboard)
         print(f"keyboard: {keyboard.port_name or keyboard.name}" + (" (virtual port)" if virtual_in else ""))
         clock = session.make_clock()
@@ -252,8 +252,7 @@ def _jam(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        if keyboard is not None:
-            keyboard.close()
+        keyboard.close()
         summary = session.stop() if session is not None and session.clock is not None else None
         for c in closers:
             c.close()

@@ -91,3 +91,22 @@ def test_vendi_with_the_contrastive_chord_encoder(small_cache, tiny_rewards, tmp
     assert all(1.0 <= m["vendi"] <= n + 1e-6 for m in fixed.values())
     with pytest.raises(Exception, match="not a contrastive"):
         evaluate({"k": "baseline:random"}, small_cache[0], "test", embedding=tiny_rewards[1], log=lambda *_: None)
+
+
+def test_cards_take_the_reports_figures(report, tiny_bundle, tmp_path, capsys):
+    bundle = tmp_path / "models"
+    shutil.copytree(tiny_bundle.parent, bundle)
+    card = bundle / tiny_bundle.name
+    assert main(["card", "--bundle", str(card), "--report", str(report / "metrics.json"), "--system", "bundle",
+                 "--description", "a tiny test policy"]) == 0
+    written = json.loads(card.read_text())
+    fixed = json.loads((report / "metrics.json").read_text())["protocols"]["fixed"]
+    assert written["evaluation"]["test"]["harmony"] == fixed["bundle"]["harmony"]["mean"]
+    assert written["evaluation"]["test"]["songs"] > 0 and written["description"] == "a tiny test policy"
+    from app.engine.bundle import load_bundle
+
+    load_bundle(card)  # still a valid bundle: the ONNX file and its sha256 are untouched
+    assert main(["card", "--table", str(bundle)]) == 0
+    assert f"{fixed['bundle']['harmony']['mean']:.3f}" in capsys.readouterr().out
+    assert main(["card", "--bundle", str(card), "--report", str(report / "metrics.json"), "--system", "nope"]) == 2
+    assert "no system 'nope'" in capsys.readouterr().err

@@ -96,6 +96,21 @@ def _pipeline(args: argparse.Namespace) -> None:
     run_pipeline(args.config, Path(args.data), Path(args.out), Path(args.cache) if args.cache else None, args.only)
 
 
+def _card(args: argparse.Namespace) -> None:
+    from .cards import add_evaluation, describe, models_table
+
+    if args.table:
+        print(models_table(Path(args.table)))
+        return
+    if not args.bundle:
+        raise DataError("comper-train card: give --bundle CARD (with --report/--system or --description) or --table DIR")
+    if args.description:
+        describe(Path(args.bundle), args.description)
+    for report in args.report or []:
+        entry = add_evaluation(Path(args.bundle), Path(report), args.system or Path(args.bundle).stem)
+        print(f"{args.bundle}: {report} -> harmony {entry['harmony']:.3f}, Vendi {entry.get('vendi', 0):.1f}")
+
+
 def _export(args: argparse.Namespace) -> None:
     from .export import export_bundle
 
@@ -188,6 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--only", nargs="+", help="run only these stages (e.g. eval-test export)")
     pl.add_argument("--threads", type=int, help="CPU threads for torch")
     pl.set_defaults(func=_pipeline)
+
+    cd = stages.add_parser("card", help="put evaluation figures (or a description) into a model card; --table")
+    cd.add_argument("--bundle", help="the card (.json) to update")
+    cd.add_argument("--report", nargs="+", help="eval metrics.json files (their split names the entry)")
+    cd.add_argument("--system", help="the system's name in the reports (default: the bundle's file name)")
+    cd.add_argument("--description", help="one line for the app's model picker")
+    cd.add_argument("--table", help="print the markdown table of every card in this folder")
+    cd.set_defaults(func=_card)
 
     ex = stages.add_parser("export", help="write a model bundle (ONNX + JSON card) for the app")
     ex.add_argument("--run", required=True)

@@ -128,6 +128,18 @@ def shipped_bundles() -> list[Path]:
     return out
 
 
+def shipped_teacher() -> Bundle | None:
+    """The first valid offline-teacher bundle in the models folder (the intro fill), or None."""
+    for card in shipped_bundles():
+        try:
+            bundle = load_bundle(card)
+        except BundleError:
+            continue
+        if bundle.role == "offline_teacher":
+            return bundle
+    return None
+
+
 DEFAULT_PREFERENCE = ("gapt", "realchords", "online-mle")
 
 

@@ -4,7 +4,8 @@ Three threads, so that nothing slow sits between the clock and the sound:
 
 * the **input** callback (the MIDI port's reader) echoes the player's notes at once and quantizes a copy to the
   nearest frame for the model;
-* the **scheduler** wakes on the frame grid: at the start of frame g it plays the chord promised for g, half a
+* the **scheduler** wakes on the frame grid (at real-time priority where the OS allows: on a busy machine a
+  normal thread wakes up to several ms late): at the start of frame g it plays the chord promised for g, half a
   frame later (when no note can round into g any more) it hands frame g to the planner. It never waits for the
   model: if the plan for g is not there in time (a *deadline miss*, counted), it holds the chord that sounds and
   tells the planner, which rewrites its history to match what was heard;
@@ -15,8 +16,9 @@ A further housekeeping thread checks the MIDI ports once a second (unplug, replu
 
 from __future__ import annotations
 
+import bisect
+import os
 import queue
-import statistics
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from .policy import OnnxPolicy
 from .voicing import VoicingSettings
 
 _SPIN_S = 0.0015  # the last stretch before a deadline is spun, not slept: sleep overshoots by up to ~1 ms
+_RT_PRIORITY = 2  # SCHED_FIFO priority of the scheduler thread: above every normal thread, below JACK's (10+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class JamSettings:
     voicing: VoicingSettings = VoicingSettings()
     chord_velocity: int = 72
     bass_velocity: int = 84
+    realtime: bool = True  # ask the OS for real-time priority for the scheduler thread (ignored if not allowed)
 
     @property
     def count_in_beats(self) -> int:
@@ -68,27 +72,65 @@ class JamStats:
     plan_ms: list[float] = field(default_factory=list)
     onset_error_ms: list[float] = field(default_factory=list)  # chord note-on time minus its grid time
     model_switches: int = 0
+    realtime_scheduler: bool = False  # whether the OS granted the scheduler thread real-time priority
+    # sorted copies, kept as values arrive: summary() (every second, and by views) must not sort an hour's
+    # worth of values while holding the GIL the scheduler needs at the next frame
+    _plan_sorted: list[float] = field(default_factory=list, repr=False)
+    _onset_sorted: list[float] = field(default_factory=list, repr=False)
+
+    def add_plan(self, ms: float) -> None:
+        self.plan_ms.append(ms)
+        bisect.insort(self._plan_sorted, ms)
+
+    def add_onset(self, ms: float) -> None:
+        self.onset_error_ms.append(ms)
+        bisect.insort(self._onset_sorted, ms)
 
     def summary(self) -> dict:
-        def pct(xs: list[float], q: float) -> float:
-            return float(statistics.quantiles(xs, n=100)[q - 1]) if len(xs) >= 2 else (xs[0] if xs else 0.0)
-
         return {"frames": self.frames, "chords": self.chords, "deadline_misses": self.deadline_misses,
-                "model_switches": self.model_switches,
-                "plan_ms_median": statistics.median(self.plan_ms) if self.plan_ms else 0.0,
-                "plan_ms_p99": pct(self.plan_ms, 99),
-                "onset_error_ms_median": statistics.median(self.onset_error_ms) if self.onset_error_ms else 0.0,
-                "onset_error_ms_p99": pct(self.onset_error_ms, 99)}
+                "model_switches": self.model_switches, "realtime_scheduler": self.realtime_scheduler,
+                "plan_ms_median": _median(self._plan_sorted), "plan_ms_p99": _p99(self._plan_sorted),
+                "onset_error_ms_median": _median(self._onset_sorted), "onset_error_ms_p99": _p99(self._onset_sorted)}
 
 
-def wait_until(deadline: float, stop: threading.Event) -> bool:
-    """Sleep, then spin the last ~1.5 ms, until ``time.monotonic() >= deadline``; False if stopped meanwhile."""
+def _median(xs: list[float]) -> float:
+    """``statistics.median`` of sorted values, in O(1)."""
+    n = len(xs)
+    if n == 0:
+        return 0.0
+    return float(xs[n // 2]) if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def _p99(xs: list[float]) -> float:
+    """``statistics.quantiles(xs, n=100)[98]`` (the default 'exclusive' method) of sorted values, in O(1)."""
+    n = len(xs)
+    if n < 2:
+        return float(xs[0]) if xs else 0.0
+    m = n + 1
+    j = min(max(99 * m // 100, 1), n - 1)
+    delta = 99 * m - j * 100
+    return (xs[j - 1] * (100 - delta) + xs[j] * delta) / 100
+
+
+def realtime_priority(priority: int = _RT_PRIORITY) -> bool:
+    """Run the calling thread at real-time (SCHED_FIFO) priority, as audio apps run their clock: a machine busy
+    with other work then still wakes it on time. False where the OS has no such call or does not allow it
+    (Linux needs root or an rtprio limit, e.g. the ``audio`` group's)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))  # 0: the calling thread
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
+def wait_until(deadline: float, stop: threading.Event, spin: float = _SPIN_S) -> bool:
+    """Sleep, then spin the last ``spin`` seconds, until ``time.monotonic() >= deadline``; False if stopped."""
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
             return not stop.is_set()
-        if left > _SPIN_S:
-            if stop.wait(left - _SPIN_S):
+        if left > spin:
+            if stop.wait(left - spin):
                 return False
 
 
@@ -234,9 +276,10 @@ class JamSession:
 
     def _scheduler(self) -> None:
         clock, g = self.clock, 0
+        self.stats.realtime_scheduler = self.s.realtime and realtime_priority()
         while wait_until(clock.time_of(g), self._stop):
             self._play(g)
-            if not wait_until(clock.time_of(g + 0.5), self._stop):
+            if not wait_until(clock.time_of(g + 0.5), self._stop, spin=0.0):  # the hand-off needs no precision
                 break
             with self._melody_lock:
                 pitch, onset = self.melody.frame(g)
@@ -262,7 +305,7 @@ class JamSession:
             self.played.append(tok)
         t = self.clock.time_of(g)
         if self.performer.play(g, t, tok):
-            self.stats.onset_error_ms.append((time.monotonic() - t) * 1000)
+            self.stats.add_onset((time.monotonic() - t) * 1000)
 
     # --- the planner worker ---------------------------------------------------------------------------------
 
@@ -284,7 +327,7 @@ class JamSession:
                             self._schedule[frame] = tok
                     self.tentative = result.tentative
                 self.stats.frames += 1
-                self.stats.plan_ms.append(result.seconds * 1000)
+                self.stats.add_plan(result.seconds * 1000)
                 if self.recorder is not None:
                     self.recorder.melody_token(g, self.planner.history[-1][1])
                 if self._frames.empty():

@@ -10,6 +10,7 @@ is closed while a message is arriving. Polling every millisecond costs a few wak
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -275,16 +276,43 @@ def _unavailable(api: str) -> str | None:
     return None
 
 
+_QUIET_LOCK = threading.Lock()  # two threads muting at once could leave stderr muted for good
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Mute file descriptor 2 for a moment: libjack prints five lines of its own there when no server runs,
+    and the one-line reason is ours to give (``_explain``). Other threads' writes meanwhile are lost too."""
+    with _QUIET_LOCK:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no fd 2 (a GUI started without a console): nothing to do
+            yield
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+
+
 def _new_client(kind: str, api: str, client_name: str):
     reason = _unavailable(api)
     if reason:
         raise PortError(reason)
     try:
+        with _quiet_stderr() if api == "JACK" else contextlib.nullcontext():  # the client connects here
+            if kind == "input":
+                rt = rtmidi.MidiIn(_API_IDS[api], client_name, _QUEUE_LIMIT)
+            else:
+                rt = rtmidi.MidiOut(_API_IDS[api], client_name)
         if kind == "input":
-            rt = rtmidi.MidiIn(_API_IDS[api], client_name, _QUEUE_LIMIT)
             rt.ignore_types(sysex=True, timing=True, active_sense=True)
-            return rt
-        return rtmidi.MidiOut(_API_IDS[api], client_name)
+        return rt
     except Exception as exc:  # noqa: BLE001
         raise PortError(_explain(api, exc)) from exc
 

@@ -1,0 +1,103 @@
+"""Start the app: the QApplication, the window, and the scripted ``--demo`` run (timer, screenshot, report)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+GIL_SWITCH_S = 0.002
+
+
+def _preload() -> None:
+    """Import the heavy native modules now, before the event loop: importing one later on a background thread
+    would hold the GIL through its C initialisation and stall the window."""
+    import mido  # noqa: F401
+    import numpy  # noqa: F401
+    import onnxruntime  # noqa: F401
+
+    from ..synth import fluid
+
+    try:
+        fluid.load()
+    except Exception:  # noqa: BLE001 - no FluidSynth: the synth reports it (silent mode) when it starts
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .options import app_parser
+
+    parser = app_parser()
+    args = parser.parse_args(argv)
+    if args.screenshot and not (args.demo and args.seconds):
+        parser.error("--screenshot needs --demo and --seconds")
+    if args.seconds is not None and args.seconds <= 0:
+        parser.error("--seconds must be positive")
+    try:
+        from PySide6.QtCore import QTimer
+        from PySide6.QtWidgets import QApplication
+    except ImportError as e:
+        print(f"comper: the desktop app needs PySide6 ({e}); `pip install PySide6-Essentials`, or use the "
+              f"terminal commands (`comper --help`)", file=sys.stderr)
+        return 2
+    _preload()
+    # The GUI thread shares the GIL with the planner; hand it over every 2 ms instead of 5 so a paint waiting
+    # for it is not held up by a busy planner (the engine's clock threads gain the same way).
+    sys.setswitchinterval(GIL_SWITCH_S)
+    from .main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Comper")
+    app.setOrganizationName("Comper")
+    window = MainWindow(demo=args.demo)
+    result = {"code": 0, "summary": None}
+
+    if args.demo and args.seconds:
+        def stop_jam() -> None:
+            if not window.jam.stop():
+                window.close()
+
+        def saved_shot(ok: bool, grab_ms: float) -> None:
+            print(f"screenshot {'written to' if ok else 'NOT written to'} {args.screenshot} (rendering the window "
+                  f"took {grab_ms:.0f} ms, not counted as a stall)", flush=True)
+            result["code"] = result["code"] or (0 if ok else 1)
+            stop_jam()
+
+        def finish() -> None:
+            if not args.screenshot:
+                stop_jam()
+                return
+            # Rendering the whole window into an image is the harness's work, not the app's: the stall meter
+            # pauses for it, and the PNG is encoded off the GUI thread (a QImage may be, a QPixmap may not).
+            window.stall.pause()
+            t = time.perf_counter()
+            image = window.grab().toImage()
+            grab_ms = (time.perf_counter() - t) * 1000
+            window.stall.resume()
+            window.bg.submit("io", lambda: image.save(args.screenshot), lambda ok: saved_shot(ok, grab_ms),
+                             lambda e: saved_shot(False, grab_ms))
+
+        def stopped(summary: dict, saved) -> None:
+            result["summary"] = (summary, saved)
+            window.close()
+
+        def failed(reason: str) -> None:
+            print(f"comper: {reason}", file=sys.stderr)
+            result["code"] = 1
+            if window.jam.state == "idle":
+                window.close()
+
+        window.jam.started.connect(lambda info: QTimer.singleShot(int(args.seconds * 1000), finish))
+        window.jam.stopped.connect(stopped)
+        window.jam.failed.connect(failed)
+    window.show()
+    code = app.exec()
+    if args.demo:
+        if result["summary"] is not None:
+            summary, saved = result["summary"]
+            print(f"saved {saved}: {summary.get('frames', 0)} frames, {summary.get('chords', 0)} chords, "
+                  f"{summary.get('deadline_misses', 0)} deadline misses; planning median "
+                  f"{summary.get('plan_ms_median', 0):.2f} ms, p99 {summary.get('plan_ms_p99', 0):.2f} ms")
+        st = window.stall
+        print(f"{st.describe()}; during the jam, its start and save included ({st.max_total_ms:.0f} ms since the "
+              f"window opened)", flush=True)
+    return result["code"] or code

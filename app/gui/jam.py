@@ -1,0 +1,196 @@
+"""The jam's lifecycle for the window: start, stop, switch model, panic, all off the GUI thread.
+
+The wiring is `comper jam`'s (``app/cli.py::_jam``): a policy, the intro teacher, sinks, a journal recorder with
+the same header, the clock made after the session so the count-in starts when the music can. Added here: the
+metronome, the demo melody, and saving every jam into the sessions folder when it stops.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from ..engine.live import JamSession, JamSettings, JamSnapshot
+from ..recording import Recorder
+from .background import Background
+from .demo import DemoPlayer
+from .metronome import Metronome, beat_frames
+from .models import ModelCache
+from .router import NoteRouter
+
+IDLE, STARTING, RUNNING, STOPPING = "idle", "starting", "running", "stopping"
+
+
+@dataclass(frozen=True)
+class JamConfig:
+    model_path: str
+    settings: JamSettings
+    programs: dict[str, int]
+    demo: bool = False
+
+
+def new_seed() -> int:
+    """A fresh seed per jam (recorded in the session, so a replay or re-jam can reproduce it)."""
+    return secrets.randbelow(2**31)
+
+
+class JamController(QObject):
+    state_changed = Signal(str)
+    started = Signal(object)  # {"model", "teacher", "journal"}
+    stopped = Signal(object, object)  # summary dict, saved MIDI path (None if saving failed)
+    failed = Signal(str)  # a one-line reason (a model that will not load, ...)
+    model_switched = Signal(str, int)  # the model's name, the frame (a bar line) it takes over at
+
+    def __init__(self, background: Background, models: ModelCache, sinks: list, router: NoteRouter,
+                 metronome: Metronome, demo: DemoPlayer, sessions_dir: Callable[[], Path],
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.bg, self.models, self.sinks, self.router = background, models, sinks, router
+        self.metronome, self.demo, self.sessions_dir = metronome, demo, sessions_dir
+        self.state = IDLE
+        self.session: JamSession | None = None
+        self.recorder: Recorder | None = None
+        self.config: JamConfig | None = None
+        self.last_summary: dict | None = None
+        self.last_saved: Path | None = None
+
+    def _set(self, state: str) -> None:
+        self.state = state
+        self.state_changed.emit(state)
+
+    # --- start / stop ------------------------------------------------------------------------------------
+
+    def start(self, config: JamConfig) -> bool:
+        if self.state != IDLE:
+            return False
+        self.config = config
+        self._set(STARTING)
+        self.bg.submit("jam", lambda: self._start(config), self._started, self._start_failed)
+        return True
+
+    def _start(self, config: JamConfig) -> tuple[JamSession, Recorder, dict]:
+        s, plan = config.settings, config.settings.plan
+        policy = self.models.policy(config.model_path)
+        teacher = self.models.teacher() if plan.listen > 0 else None
+        note = ""
+        if config.demo and plan.listen > 0 and teacher is None:
+            # Without an intro teacher a policy conditioned on beats of "no chord" tends to stay silent (the
+            # shipped MLE model does): the demo comps from the first beat instead.
+            plan = replace(plan, listen_beats=0)
+            s = replace(s, plan=plan)
+            note = "demo: no intro teacher is shipped, so the chords start at once"
+        session = JamSession(policy, s, self.sinks, teacher=teacher)
+        clock = session.make_clock()
+        bundle = policy.bundle
+        recorder = Recorder(self.sessions_dir(), {
+            "bpm": s.bpm, "meter": list(s.meter), "t0": clock.start, "model_name": bundle.name,
+            "model_sha256": bundle.card["onnx"]["sha256"], "seed": plan.seed, "plan": plan, "voicing": s.voicing,
+            "teacher": teacher.bundle.name if teacher else None, "mode": "jam", "programs": config.programs,
+            "input": "demo" if config.demo else "live", "app": "desktop"})
+        try:
+            session.recorder = session.performer.recorder = recorder
+            session.start(clock)
+        except BaseException:
+            recorder.close()
+            raise
+        self.router.session = session
+        _, bar = beat_frames(s.meter)
+        self.metronome.start(clock, s.meter, s.count_in_beats * 4)
+        if config.demo:
+            self.demo.start(clock, bar)
+        info = {"model": bundle.name, "teacher": teacher.bundle.name if teacher else None,
+                "journal": str(recorder.path), "note": note}
+        return session, recorder, info
+
+    def _started(self, result: tuple[JamSession, Recorder, dict]) -> None:
+        self.session, self.recorder, info = result
+        self._set(RUNNING)
+        self.started.emit(info)
+
+    def _start_failed(self, e: BaseException) -> None:
+        self._set(IDLE)
+        self.failed.emit(f"cannot start the jam: {e}")
+
+    def stop(self) -> bool:
+        if self.state != RUNNING:
+            return False
+        session, recorder = self.session, self.recorder
+        self._set(STOPPING)
+        self.bg.submit("jam", lambda: self._stop(session, recorder), self._stopped, self._stop_failed)
+        return True
+
+    def _stop(self, session: JamSession, recorder: Recorder) -> tuple[dict, Path]:
+        self.demo.stop()
+        self.router.drain(0.5)  # the last notes played reach the jam (and the recording) first
+        self.router.session = None
+        self.metronome.stop()
+        try:
+            summary = session.stop()
+        except RuntimeError as e:  # the planner crashed: the music held, the recording is intact: save it
+            summary = session.summary() | {"error": str(e)}
+        saved = recorder.save(self.sessions_dir() / recorder.path.name.replace(".journal.jsonl", ".mid"))
+        return summary, saved
+
+    def _stopped(self, result: tuple[dict, Path]) -> None:
+        self.last_summary, self.last_saved = result
+        self.session = self.recorder = None
+        self._set(IDLE)
+        self.stopped.emit(*result)
+
+    def _stop_failed(self, e: BaseException) -> None:
+        self.session = self.recorder = None
+        self._set(IDLE)
+        self.failed.emit(f"the jam stopped with an error: {e}")
+        self.stopped.emit({}, None)
+
+    # --- while it runs -----------------------------------------------------------------------------------
+
+    def snapshot(self) -> JamSnapshot | None:
+        session = self.session
+        if self.state not in (RUNNING, STOPPING) or session is None or session.clock is None:
+            return None
+        return session.snapshot()
+
+    def sounding(self) -> tuple[int | None, tuple[int, ...]]:
+        """The AI's bass and chord notes sounding now, for the on-screen keyboard."""
+        session = self.session
+        v = session.performer.sounding if session is not None else None
+        return (v.bass, v.notes) if v is not None else (None, ())
+
+    def switch_model(self, path: str) -> None:
+        """Mid-jam: load off the GUI thread, take over at the next bar line. Idle: just preload it."""
+        if self.state != RUNNING:
+            self.bg.submit("models", lambda: self.models.policy(path), on_error=lambda e: self.failed.emit(str(e)))
+            return
+
+        def job() -> tuple[str, int] | None:
+            policy = self.models.policy(path)
+            session = self.session
+            if session is None or self.state != RUNNING:
+                return None
+            frame = session.next_bar_frame()
+            session.switch_model(policy, at_frame=frame)
+            return policy.bundle.name, frame
+
+        def done(result: tuple[str, int] | None) -> None:
+            if result is not None:
+                self.model_switched.emit(*result)
+
+        self.bg.submit("models", job, done, lambda e: self.failed.emit(f"model not switched: {e}"))
+
+    def panic(self) -> None:
+        """Silence everything now: the sounding chord, every sink (MIDI out: note-offs + all-notes-off)."""
+        session = self.session
+
+        def run() -> None:
+            if session is not None:
+                session.performer.release()
+            for sink in self.sinks:
+                sink.all_off()
+
+        threading.Thread(target=run, name="comper-panic", daemon=True).start()

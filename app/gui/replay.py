@@ -1,0 +1,127 @@
+"""Replay a saved session: its MIDI file played through the built-in synth (and MIDI out) in real time, with the
+waterfall showing it as it was jammed.
+
+Why play the file rather than re-jam: a replay should sound like what happened; the sidecar keeps the seed and
+settings for anyone who wants to re-jam it with ``comper rejam``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import mido
+
+from ..engine.live import wait_until
+from .loop_thread import LoopThread
+from .view_model import COMMITTED, PLAYED, ChordBlock, NoteBlock, ViewState
+
+CHANNEL_PART = {0: "melody", 1: "chords", 2: "bass"}
+TAIL_S = 1.0  # let the last chord ring before the replay ends
+
+
+@dataclass
+class Replay:
+    name: str
+    bpm: float
+    meter: tuple[int, int]
+    chords: list[ChordBlock]
+    notes: list[NoteBlock]
+    events: list[tuple[float, str, str, int, int]]  # (seconds, "on"/"off", part, pitch, velocity)
+    seconds: float
+    model: str = ""
+
+
+def load_replay(midi_path: str | Path, model: str = "") -> Replay:
+    """Read a saved session (the layout ``recording/save.py`` writes) onto the frame grid."""
+    path = Path(midi_path)
+    mid = mido.MidiFile(str(path))
+    tpb = mid.ticks_per_beat
+    tempo, meter, markers = 500000, (4, 4), {}
+    notes: dict[str, list[tuple[int, int, int, int]]] = {"melody": [], "chords": [], "bass": []}
+    for track in mid.tracks:
+        tick, open_notes = 0, {}
+        for msg in track:
+            tick += msg.time
+            if msg.type == "set_tempo":
+                tempo = msg.tempo
+            elif msg.type == "time_signature":
+                meter = (msg.numerator, msg.denominator)
+            elif msg.type == "marker":
+                markers[tick] = msg.text
+            elif msg.type in ("note_on", "note_off") and msg.channel in CHANNEL_PART:
+                key = (msg.channel, msg.note)
+                if msg.type == "note_on" and msg.velocity > 0:
+                    open_notes[key] = (tick, msg.velocity)
+                elif key in open_notes:
+                    on, vel = open_notes.pop(key)
+                    notes[CHANNEL_PART[msg.channel]].append((on, tick, msg.note, vel))
+    bpm = mido.tempo2bpm(tempo)
+    frame = lambda tick: tick * 4 / tpb  # noqa: E731
+    onsets: dict[int, list[tuple[int, int, int, str]]] = {}
+    for part in ("bass", "chords"):
+        for on, off, pitch, _ in notes[part]:
+            onsets.setdefault(on, []).append((on, off, pitch, part))
+    blocks = []
+    for on in sorted(onsets):
+        group = onsets[on]
+        bass = next((p for _, _, p, part in group if part == "bass"), None)
+        upper = tuple(sorted(p for _, _, p, part in group if part == "chords"))
+        end = max(off for _, off, _, _ in group)
+        blocks.append(ChordBlock(round(frame(on)), max(round(frame(end)), round(frame(on)) + 1), -1,
+                                 markers.get(on, ""), bass, upper, COMMITTED, True))
+    melody = [NoteBlock(p, round(frame(on)), max(round(frame(off)), round(frame(on)) + 1))
+              for on, off, p, _ in sorted(notes["melody"])]
+    sec = 60.0 / (bpm * tpb)
+    events = sorted([(on * sec, "on", part, p, v) for part, ns in notes.items() for on, _, p, v in ns]
+                    + [(off * sec, "off", part, p, 0) for part, ns in notes.items() for _, off, p, _ in ns],
+                    key=lambda e: (e[0], e[1] == "on"))
+    return Replay(path.stem, bpm, meter, blocks, melody, events, events[-1][0] if events else 0.0, model)
+
+
+class ReplayPlayer(LoopThread):
+    """Plays one Replay at a time on its own thread; ``view_state()`` is what the waterfall shows meanwhile."""
+
+    def __init__(self, sinks: list) -> None:
+        super().__init__()
+        self.sinks = sinks
+        self.replay: Replay | None = None
+        self._start = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.running
+
+    def play(self, replay: Replay) -> None:
+        self.replay, self._start = replay, time.monotonic() + 0.2
+        self.launch("comper-replay", self._run, replay, self._start)
+
+    def _run(self, replay: Replay, start: float, stop: threading.Event) -> None:
+        try:
+            for t, kind, part, pitch, vel in replay.events:
+                if not wait_until(start + t, stop):
+                    break
+                for sink in self.sinks:
+                    if kind == "on":
+                        sink.note_on(part, pitch, vel)
+                    else:
+                        sink.note_off(part, pitch)
+            else:
+                stop.wait(TAIL_S)
+        finally:
+            for sink in self.sinks:
+                sink.all_off()
+
+    def view_state(self) -> ViewState | None:
+        r = self.replay
+        if r is None or not self.active:
+            return None
+        pos = (time.monotonic() - self._start) * r.bpm * 4 / 60
+        lo, hi = pos - 64, pos + 64
+        chords = [b if b.start > pos else ChordBlock(b.start, b.end, b.chord, b.symbol, b.bass, b.notes, PLAYED,
+                                                     b.onset)
+                  for b in r.chords if b.end >= lo and b.start <= hi]
+        notes = [n for n in r.notes if n.end >= lo and n.start <= hi]
+        return ViewState(pos, r.bpm, r.meter, 0, chords, notes, r.model, {}, f"replay: {r.name}")

@@ -1,0 +1,237 @@
+"""Sessions: every jam is kept (journaled while it plays, saved as MIDI + JSON when it stops). The list offers
+replay (the file played through the synth with the waterfall), rename, delete, save as MIDI and render to WAV.
+
+A session is ``<name>.mid`` + ``<name>.json`` (the sidecar) + ``<name>.journal.jsonl`` in the sessions folder
+(``$COMPER_SESSIONS`` or ``~/Comper/sessions``); renaming renames all three and keeps the sidecar's pointers true.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QInputDialog, QListWidget, QListWidgetItem, QMessageBox,
+                               QPushButton, QVBoxLayout, QWidget)
+
+from ..recording.journal import SUFFIX
+from .background import Background
+
+_NAME_OK = re.compile(r"^[^/\\:*?\"<>|\x00]+$")
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    midi: Path
+    name: str
+    started: str
+    seconds: float
+    model: str
+    chords: int
+    notes: int
+    recovered: bool
+
+    @property
+    def sidecar(self) -> Path:
+        return self.midi.with_suffix(".json")
+
+    @property
+    def journal(self) -> Path:
+        return self.midi.with_name(self.name + SUFFIX)
+
+    def label(self) -> str:
+        m, s = divmod(int(round(self.seconds)), 60)
+        when = self.started[:16].replace("T", " ") if self.started else "?"
+        extra = " · recovered" if self.recovered else ""
+        return f"{self.name}\n   {when} · {m}:{s:02d} · {self.chords} chords{extra}"
+
+    def tooltip(self) -> str:
+        return f"{self.midi}\nmodel {self.model or '?'}, {self.notes} melody notes, {self.chords} chord onsets"
+
+
+def read_session(midi: Path) -> SessionInfo:
+    try:
+        side = json.loads(midi.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        side = {}
+    model = side.get("model") or {}
+    return SessionInfo(midi, midi.stem, side.get("started") or "", float(side.get("duration_seconds") or 0.0),
+                       model.get("name", "") if isinstance(model, dict) else str(model),
+                       int(side.get("chord_onsets") or 0), int(side.get("melody_notes") or 0),
+                       bool(side.get("recovered")))
+
+
+def list_sessions(directory: Path) -> list[SessionInfo]:
+    """Saved sessions, newest first."""
+    if not directory.is_dir():
+        return []
+    mids = sorted(directory.glob("*.mid"), key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
+    return [read_session(p) for p in mids]
+
+
+def rename_session(info: SessionInfo, new_name: str) -> SessionInfo:
+    """Rename the MIDI file, sidecar and journal together; refuses a name that is taken or not a file name."""
+    new_name = new_name.strip()
+    if not new_name or not _NAME_OK.match(new_name) or new_name.startswith("."):
+        raise ValueError(f"not a usable name: {new_name!r}")
+    new_midi = info.midi.with_name(new_name + ".mid")
+    if new_midi.exists() or new_midi.with_suffix(".json").exists():
+        raise ValueError(f"a session called {new_name!r} already exists")
+    new_journal = info.midi.with_name(new_name + SUFFIX)
+    if info.journal.exists():
+        info.journal.rename(new_journal)
+    if info.sidecar.exists():
+        side = json.loads(info.sidecar.read_text(encoding="utf-8"))
+        side["midi"] = new_midi.name
+        if new_journal.exists():
+            side["journal"] = str(new_journal.resolve())
+        new_midi.with_suffix(".json").write_text(json.dumps(side, indent=1, ensure_ascii=False) + "\n",
+                                                 encoding="utf-8")
+        info.sidecar.unlink()
+    info.midi.rename(new_midi)
+    return read_session(new_midi)
+
+
+def delete_session(info: SessionInfo) -> None:
+    for p in (info.midi, info.sidecar, info.journal):
+        p.unlink(missing_ok=True)
+
+
+def export_midi(info: SessionInfo, dest: str | Path) -> Path:
+    dest = Path(dest)
+    if dest.suffix.lower() not in (".mid", ".midi"):
+        dest = dest.with_suffix(".mid")
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.copyfile(info.midi, tmp)
+    os.replace(tmp, dest)  # never a half-written file under the real name
+    return dest
+
+
+def render_wav(info: SessionInfo, dest: str | Path, soundfont: str | None = None) -> Path:
+    from ..synth import render_midi_to_wav
+
+    dest = Path(dest)
+    if dest.suffix.lower() != ".wav":
+        dest = dest.with_suffix(".wav")
+    return render_midi_to_wav(info.midi, dest, soundfont=soundfont or None).wav_path
+
+
+class SessionsPanel(QWidget):
+    replay_requested = Signal(object)  # SessionInfo
+    stop_replay = Signal()
+    message = Signal(str)  # for the status bar
+
+    def __init__(self, background: Background, directory, soundfont=lambda: "", parent: QWidget | None = None) -> None:
+        """``directory``: a callable giving the sessions folder (read at each refresh: tests move it)."""
+        super().__init__(parent)
+        self.bg, self.directory, self.soundfont = background, directory, soundfont
+        self.sessions: list[SessionInfo] = []
+        self.list = QListWidget()
+        self.list.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.list.setWordWrap(True)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.play_button = QPushButton("Replay")
+        self.stop_button = QPushButton("Stop")
+        self.rename_button = QPushButton("Rename…")
+        self.delete_button = QPushButton("Delete")
+        self.midi_button = QPushButton("Save as MIDI…")
+        self.wav_button = QPushButton("Render WAV…")
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.list, 1)
+        for pair in ((self.play_button, self.stop_button), (self.rename_button, self.delete_button),
+                     (self.midi_button, self.wav_button)):
+            row = QHBoxLayout()
+            for b in pair:
+                b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+                row.addWidget(b)
+            lay.addLayout(row)
+        self.play_button.clicked.connect(lambda: self._with_selected(self.replay_requested.emit))
+        self.stop_button.clicked.connect(self.stop_replay)
+        self.rename_button.clicked.connect(lambda: self._with_selected(self._ask_rename))
+        self.delete_button.clicked.connect(lambda: self._with_selected(self._ask_delete))
+        self.midi_button.clicked.connect(lambda: self._with_selected(self._ask_export))
+        self.wav_button.clicked.connect(lambda: self._with_selected(self._ask_render))
+        self.list.itemDoubleClicked.connect(
+            lambda item: self.replay_requested.emit(item.data(Qt.ItemDataRole.UserRole)))
+
+    # --- the list ------------------------------------------------------------------------------------------
+
+    def refresh(self, select: Path | None = None) -> None:
+        self.bg.submit("io", lambda: list_sessions(Path(self.directory())), lambda s: self._show(s, select))
+
+    def _show(self, sessions: list[SessionInfo], select: Path | None) -> None:
+        keep = select or (self.selected().midi if self.selected() else None)
+        self.sessions = sessions
+        self.list.clear()
+        for info in sessions:
+            item = QListWidgetItem(info.label())
+            item.setToolTip(info.tooltip())
+            item.setData(Qt.ItemDataRole.UserRole, info)
+            self.list.addItem(item)
+            if keep is not None and info.midi == keep:
+                self.list.setCurrentItem(item)
+
+    def selected(self) -> SessionInfo | None:
+        item = self.list.currentItem()
+        return item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+
+    def names(self) -> list[str]:
+        return [s.name for s in self.sessions]
+
+    def _with_selected(self, action) -> None:
+        info = self.selected()
+        if info is None:
+            self.message.emit("select a session first")
+        else:
+            action(info)
+
+    # --- actions (the dialogs ask, these do; tests call these) -------------------------------------------
+
+    def rename(self, info: SessionInfo, name: str) -> None:
+        try:
+            new = rename_session(info, name)
+        except (ValueError, OSError) as e:
+            self.message.emit(f"not renamed: {e}")
+            return
+        self.message.emit(f"renamed to {new.name}")
+        self.refresh(select=new.midi)
+
+    def delete(self, info: SessionInfo) -> None:
+        delete_session(info)
+        self.message.emit(f"deleted {info.name}")
+        self.refresh()
+
+    def export_midi(self, info: SessionInfo, dest: str | Path) -> None:
+        self.bg.submit("io", lambda: export_midi(info, dest), lambda p: self.message.emit(f"saved {p}"),
+                       lambda e: self.message.emit(f"not saved: {e}"))
+
+    def render_wav(self, info: SessionInfo, dest: str | Path) -> None:
+        self.message.emit(f"rendering {info.name}…")
+        self.bg.submit("io", lambda: render_wav(info, dest, self.soundfont()),
+                       lambda p: self.message.emit(f"rendered {p}"), lambda e: self.message.emit(f"not rendered: {e}"))
+
+    def _ask_rename(self, info: SessionInfo) -> None:
+        name, ok = QInputDialog.getText(self, "Rename session", "Name:", text=info.name)
+        if ok and name and name != info.name:
+            self.rename(info, name)
+
+    def _ask_delete(self, info: SessionInfo) -> None:
+        answer = QMessageBox.question(self, "Delete session", f"Delete {info.name} (MIDI, sidecar and journal)?")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.delete(info)
+
+    def _ask_export(self, info: SessionInfo) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save as MIDI", str(Path.home() / f"{info.name}.mid"),
+                                              "MIDI files (*.mid)")
+        if path:
+            self.export_midi(info, path)
+
+    def _ask_render(self, info: SessionInfo) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Render to WAV", str(Path.home() / f"{info.name}.wav"),
+                                              "WAV audio (*.wav)")
+        if path:
+            self.render_wav(info, path)

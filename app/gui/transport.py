@@ -1,0 +1,196 @@
+"""Transport: start/stop, tempo (with tap tempo), meter, count-in, metronome, the feel of the accompaniment
+(listen-first beats, lookahead, commit, temperature) and the model picker.
+
+Tempo, meter and the planning settings shape a whole jam, so they are locked while one runs (they apply to the
+next); the metronome mode and the model can change mid-jam (a new model takes over at the next bar line).
+"""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel,
+                               QPushButton, QSpinBox, QWidget)
+
+from .models import ModelEntry
+from .settings import METERS, METRONOME_MODES, AppSettings
+
+OPEN_FILE = "__open__"
+TAP_RESET_S = 2.0  # a pause this long starts a new tap-tempo measurement
+TAP_WINDOW = 4  # the tempo is the mean of the last intervals
+
+
+class TapTempo:
+    """Tempo from taps: the mean interval of the last few taps, restarted after a pause."""
+
+    def __init__(self) -> None:
+        self.taps: list[float] = []
+
+    def tap(self, now: float | None = None) -> float | None:
+        now = time.monotonic() if now is None else now
+        if self.taps and now - self.taps[-1] > TAP_RESET_S:
+            self.taps = []
+        self.taps = (self.taps + [now])[-(TAP_WINDOW + 1):]
+        if len(self.taps) < 2:
+            return None
+        mean = (self.taps[-1] - self.taps[0]) / (len(self.taps) - 1)
+        return round(60.0 / mean, 1) if mean > 0 else None
+
+
+def _spin(lo: float, hi: float, step: float, decimals: int, suffix: str = "") -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(lo, hi)
+    box.setSingleStep(step)
+    box.setDecimals(decimals)
+    box.setSuffix(suffix)
+    box.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+    box.setKeyboardTracking(False)
+    return box
+
+
+class TransportPanel(QWidget):
+    start_stop = Signal()
+    changed = Signal()  # any transport setting; read them with ``apply_to``
+    model_chosen = Signal(str)  # a card path
+
+    def __init__(self, s: AppSettings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.start_button = QPushButton("Start")
+        self.start_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.start_button.setMinimumWidth(110)
+        self.start_button.setStyleSheet("QPushButton { font-size: 16px; font-weight: bold; padding: 6px 14px; }")
+        self.tempo = _spin(30, 300, 1, 1, " bpm")
+        self.tap = QPushButton("Tap")
+        self.tap.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.meter = QComboBox()
+        self.meter.addItems(METERS)
+        self.count_in = QSpinBox()
+        self.count_in.setRange(0, 4)
+        self.count_in.setSuffix(" bar(s)")
+        self.count_in.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.metronome = QComboBox()
+        self.metronome.addItems(METRONOME_MODES)
+        self.listen = _spin(0, 64, 1, 1, " beats")
+        self.lookahead = _spin(0.25, 16, 0.5, 2, " beats")
+        self.commit = _spin(0.25, 16, 0.5, 2, " beats")
+        self.temperature = _spin(0.05, 3.0, 0.05, 2)
+        self.model = QComboBox()
+        self.model.setMinimumWidth(260)
+        for combo in (self.meter, self.metronome, self.model):
+            combo.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.model_note = QLabel()
+
+        grid = QGridLayout(self)
+        grid.setContentsMargins(8, 6, 8, 6)
+        row0 = [(None, self.start_button), ("Tempo", _pair(self.tempo, self.tap)), ("Meter", self.meter),
+                ("Count-in", self.count_in), ("Metronome", self.metronome), ("Model", self.model)]
+        row1 = [(None, self.model_note), ("Listen first", self.listen), ("Lookahead", self.lookahead),
+                ("Commit", self.commit), ("Temperature", self.temperature)]
+        for r, row in enumerate((row0, row1)):
+            for c, (label, widget) in enumerate(row):
+                if label:
+                    cell = QWidget()
+                    lay = QHBoxLayout(cell)
+                    lay.setContentsMargins(0, 0, 0, 0)
+                    lay.addWidget(QLabel(label))
+                    lay.addWidget(widget, 1)
+                    grid.addWidget(cell, r, c)
+                else:
+                    grid.addWidget(widget, r, c)
+        grid.setColumnStretch(5, 1)
+        self.load(s)
+
+        self._tapper = TapTempo()
+        self.start_button.clicked.connect(self.start_stop)
+        self.tap.clicked.connect(self._tap)
+        for box in (self.tempo, self.listen, self.lookahead, self.commit, self.temperature):
+            box.valueChanged.connect(self.changed)
+        self.count_in.valueChanged.connect(self.changed)
+        self.meter.currentIndexChanged.connect(self.changed)
+        self.metronome.currentIndexChanged.connect(self.changed)
+        self.model.activated.connect(self._model_activated)
+
+    def load(self, s: AppSettings) -> None:
+        self.tempo.setValue(s.bpm)
+        self.meter.setCurrentText(s.meter)
+        self.count_in.setValue(s.count_in_bars)
+        self.metronome.setCurrentText(s.metronome)
+        self.listen.setValue(s.listen_beats)
+        self.lookahead.setValue(s.lookahead_beats)
+        self.commit.setValue(s.commit_beats)
+        self.temperature.setValue(s.temperature)
+
+    def apply_to(self, s: AppSettings) -> None:
+        s.bpm, s.meter, s.count_in_bars = self.tempo.value(), self.meter.currentText(), self.count_in.value()
+        s.metronome, s.listen_beats = self.metronome.currentText(), self.listen.value()
+        s.lookahead_beats, s.commit_beats = self.lookahead.value(), self.commit.value()
+        s.temperature = self.temperature.value()
+
+    def set_running(self, state: str) -> None:
+        """Lock what shapes a whole jam while one runs; the button says what it will do."""
+        idle = state == "idle"
+        self.start_button.setText({"idle": "Start", "running": "Stop", "starting": "Starting…",
+                                   "stopping": "Saving…"}[state])
+        self.start_button.setEnabled(state in ("idle", "running"))
+        for w in (self.tempo, self.tap, self.meter, self.count_in, self.listen, self.lookahead, self.commit,
+                  self.temperature):
+            w.setEnabled(idle)
+            w.setToolTip("" if idle else "applies to the next jam")
+
+    # --- models ----------------------------------------------------------------------------------------------
+
+    def set_models(self, entries: list[ModelEntry], selected: str) -> None:
+        self.model.blockSignals(True)
+        self.model.clear()
+        for e in entries:
+            self.model.addItem(f"{e.name} — {e.description}", e.path)
+            self.model.setItemData(self.model.count() - 1, e.error or e.description, Qt.ItemDataRole.ToolTipRole)
+        if not entries:
+            self.model.addItem("no models found", "")
+        self.model.insertSeparator(self.model.count())
+        self.model.addItem("Open file…", OPEN_FILE)
+        self.select_model(selected)
+        self.model.blockSignals(False)
+
+    def select_model(self, path: str) -> None:
+        i = self.model.findData(path)
+        if i >= 0:
+            self.model.setCurrentIndex(i)
+            self._last_model = i
+
+    def add_model(self, entry: ModelEntry) -> None:
+        if self.model.findData(entry.path) < 0:
+            self.model.insertItem(max(0, self.model.count() - 2), f"{entry.name} — {entry.description}", entry.path)
+        self.select_model(entry.path)
+
+    def current_model(self) -> str:
+        data = self.model.currentData()
+        return data if data and data != OPEN_FILE else ""
+
+    def _model_activated(self, index: int) -> None:
+        path = self.model.itemData(index)
+        if path == OPEN_FILE:
+            chosen, _ = QFileDialog.getOpenFileName(self, "Open a model bundle", "", "Model cards (*.json *.onnx)")
+            if not chosen:
+                self.model.setCurrentIndex(getattr(self, "_last_model", 0))
+                return
+            path = chosen
+        elif not path:
+            return
+        self._last_model = index
+        self.model_chosen.emit(path)
+
+    def _tap(self) -> None:
+        bpm = self._tapper.tap()
+        if bpm is not None:
+            self.tempo.setValue(min(300.0, max(30.0, bpm)))
+
+
+def _pair(a: QWidget, b: QWidget) -> QWidget:
+    w = QWidget()
+    lay = QHBoxLayout(w)
+    lay.setContentsMargins(0, 0, 0, 0)
+    lay.addWidget(a, 1)
+    lay.addWidget(b)
+    return w

@@ -1,0 +1,161 @@
+"""`comper jam` as a musician runs it, over real MIDI on JACK: killed mid-jam it loses nothing that was played, and
+on a machine with no MIDI at all it fails in one line.
+
+The crash test runs the real command in a subprocess, plays notes into its virtual input from another JACK client,
+waits until chords arrive at a third (the synth), kills it with SIGKILL, runs `comper recover`, and compares the
+recovered MIDI file with what was sent and what was heard.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mido
+import rtmidi
+
+from app.recording import find_unfinished
+
+from jack_helpers import Synth, unique, wait_until
+
+REPO = Path(__file__).resolve().parents[1]
+PHRASE = [60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62]
+TRACK_CHANNEL = {"Chords": 1, "Bass": 2}  # app.engine.performer.PARTS
+
+
+def strikes_heard(messages: list[tuple[int, ...]]) -> list[frozenset]:
+    """Chords as the synth heard them: each run of chord/bass note-ons (between note-offs) is one strike."""
+    out, run = [], set()
+    for m in messages:
+        if len(m) == 3 and m[0] & 0xF0 == 0x90 and m[2] > 0 and m[0] & 0x0F in (1, 2):
+            run.add((m[0] & 0x0F, m[1]))
+            continue
+        if run:
+            out.append(run)
+            run = set()
+    if run:
+        out.append(run)
+    # the saved file writes a bass note once, on the Bass track, even if the voicing doubles it
+    return [frozenset(n for n in r if not (n[0] == 1 and (2, n[1]) in r)) for r in out]
+
+
+def strikes_saved(mid: mido.MidiFile) -> list[frozenset]:
+    by_tick: dict[int, set] = {}
+    for track in mid.tracks:
+        if track.name not in TRACK_CHANNEL:
+            continue
+        now = 0
+        for msg in track:
+            now += msg.time
+            if msg.type == "note_on" and msg.velocity > 0:
+                by_tick.setdefault(now, set()).add((TRACK_CHANNEL[track.name], msg.note))
+    return [frozenset(by_tick[t]) for t in sorted(by_tick)]
+
+
+def melody_saved(mid: mido.MidiFile) -> list[int]:
+    track = next(t for t in mid.tracks if t.name == "Melody")
+    now, ons, open_ = 0, [], set()
+    for msg in track:
+        now += msg.time
+        if msg.type == "note_on" and msg.velocity > 0:
+            assert msg.note not in open_
+            open_.add(msg.note)
+            ons.append((now, msg.note))
+        elif msg.type in ("note_on", "note_off"):
+            open_.discard(msg.note)
+    assert not open_, "every melody note ends in the saved file, the one held at the kill too"
+    return [p for _, p in sorted(ons, key=lambda x: x[0])]
+
+
+def test_sigkill_mid_jam_loses_no_note_played_and_no_chord_heard(jack, tiny_bundle, tmp_path, capsys):
+    from app.cli import main
+
+    synth = Synth(unique("crash-synth"))
+    player = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, unique("crash-player"))
+    log_path = tmp_path / "jam.log"
+    cmd = [sys.executable, "-m", "app.cli", "jam", "--in", "virtual", "--out", synth.name, "--midi-api", "JACK",
+           "--bpm", "240", "--listen", "1", "--count-in", "0", "--record", str(tmp_path / "jam.mid"),
+           "--model", str(tiny_bundle), "--teacher", "none", "--seed", "2"]
+    env = dict(os.environ, COMPER_SESSIONS=str(tmp_path), PYTHONUNBUFFERED="1")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    try:
+        started = wait_until(lambda: proc.poll() is not None or "Ctrl-C ends the jam" in log_path.read_text(), 30)
+        assert started and proc.poll() is None, f"comper jam did not start: {log_path.read_text()[-2000:]}"
+        port = next((i for i, n in enumerate(player.get_ports()) if n.endswith(":Comper in")), None)
+        assert port is not None, f"no ':Comper in' among {player.get_ports()}"
+        player.open_port(port)
+        journal = next(tmp_path.glob("*.journal.jsonl"))
+        header = json.loads(journal.read_text().splitlines()[0])
+        t0, frame_s = header["t0"], 60 / 240 / 4
+
+        sent: list[int] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (len(sent) < 8 or len(strikes_heard(synth.poll())) < 3):
+            pitch = PHRASE[len(sent) % len(PHRASE)]
+            player.send_message([0x90, pitch, 90])
+            sent.append(pitch)
+            time.sleep(0.1)
+            player.send_message([0x80, pitch, 0])
+            time.sleep(0.025)
+        assert len(strikes_heard(synth.poll())) >= 3, f"no chords reached the synth: {log_path.read_text()[-2000:]}"
+        held = PHRASE[len(sent) % len(PHRASE)]
+        player.send_message([0x90, held, 90])  # killed while this note is down
+        sent.append(held)
+        time.sleep(0.2)  # every note sent has reached Comper's input
+        # kill half a frame after a chord's time: no chord is being sent then, so "heard" and "saved" must agree
+        g = math.ceil((time.monotonic() - t0) / frame_s)
+        while time.monotonic() < t0 + (g + 0.5) * frame_s:
+            time.sleep(0.0005)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        player.close_port()
+        player.delete()
+    time.sleep(0.1)
+    heard = strikes_heard(synth.poll())
+    synth.unplug()
+
+    assert find_unfinished(tmp_path) == [journal]
+    assert main(["recover", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    midi_path = Path(out.strip().rsplit(" -> ", 1)[1])
+    assert midi_path.exists() and find_unfinished(tmp_path) == []
+
+    mid = mido.MidiFile(midi_path)
+    assert melody_saved(mid) == sent, "every melody note sent before the kill, in order"
+    saved = strikes_saved(mid)
+    assert len(heard) >= 3 and saved == heard, "the chords the synth heard, and only those, are in the file"
+    side = json.loads(midi_path.with_suffix(".json").read_text())
+    assert side["recovered"] is True and side["model"]["name"] == "tiny-test"
+
+
+def test_jam_with_no_midi_at_all_fails_in_one_line(tmp_path):
+    """No ALSA sequencer (this machine has none) and no JACK server: one line naming the port and saying why no
+    port exists, exit status 2, before any model is loaded or synth started (and none of libjack's own noise)."""
+    env = dict(os.environ, JACK_DEFAULT_SERVER=f"comper-no-server-{os.getpid()}", JACK_NO_START_SERVER="1",
+               COMPER_SESSIONS=str(tmp_path))
+    cases = [(["--in", "virtual", "--midi-api", "JACK"], ["'Comper in'", "JACK: no JACK server is running"]),
+             (["--in", "My Keyboard"], ["'My Keyboard'", "JACK: no JACK server is running"])]
+    if not os.path.exists("/dev/snd/seq"):
+        cases[1][1].append("ALSA: no MIDI sequencer")
+    for args, expected in cases:
+        done = subprocess.run([sys.executable, "-m", "app.cli", "jam", *args, "--seconds", "1"], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        lines = done.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("comper: error: cannot open "), (args, done.stderr)
+        for text in expected:
+            assert text in lines[0], (args, lines[0])
+        assert done.stdout == "", (args, done.stdout)  # the synth never started
+    assert not any(tmp_path.iterdir()), "no session was started"
