@@ -244,7 +244,7 @@ def _jam(args: argparse.Namespace) -> int:
         session.recorder = session.performer.recorder = recorder
         session.start(clock)
         print(f"model {bundle.name}{', intro by ' + teacher.bundle.name if teacher else ''}; {settings.bpm:g} bpm "
-              f"{settings.meter[0]}/{settings.meter[1]}, count-in {settings.count_in_beats} beats, chords after "
+              f"{settings.meter[0]}/{settings.meter[1]}, count-in {settings.count_in_beats:g} beats, chords after "
               f"{plan.listen_beats:g} beats; Ctrl-C ends the jam", flush=True)
         deadline = time.monotonic() + args.seconds if args.seconds else None
         while deadline is None or time.monotonic() < deadline:

@@ -228,3 +228,26 @@ def test_a_midi_file_played_into_comper_comes_back_as_chords_on_its_output(jack,
     assert not {k: v for k, v in balance.items() if v}, "every note-on has its note-off after stop"
     assert summary["model_switches"] == 1
     assert session.heard.count((-1, False)) < len(session.heard), "the keyboard's notes reached the model"
+
+
+def test_a_count_in_bar_lasts_one_bar_in_any_meter():
+    assert JamSettings(meter=(4, 4), count_in_bars=1).count_in_beats == 4
+    assert JamSettings(meter=(3, 4), count_in_bars=2).count_in_beats == 6
+    assert JamSettings(meter=(6, 8), count_in_bars=1).count_in_beats == 3  # six eighths = three quarter notes
+
+
+def test_panic_silences_the_sounding_chord_and_the_jam_goes_on(policy):
+    sink = CaptureSink()
+    plan = PlanSettings(lookahead_beats=1, commit_beats=1, listen_beats=0, seed=2, temperature=1.5)
+    session = JamSession(policy, JamSettings(bpm=240, count_in_bars=0, plan=plan), [sink])
+    session.start()
+    while session.performer.sounding is None and len(session.played) < 200:
+        time.sleep(0.01)
+    assert session.performer.sounding is not None
+    session.panic()
+    assert session.performer.sounding is None and not sink.unmatched()
+    n = len(session.played)
+    while len(session.played) < n + 8:
+        time.sleep(0.01)
+    session.stop()
+    assert not sink.unmatched()

@@ -46,8 +46,9 @@ class JamSettings:
     realtime: bool = True  # ask the OS for real-time priority for the scheduler thread (ignored if not allowed)
 
     @property
-    def count_in_beats(self) -> int:
-        return self.count_in_bars * self.meter[0]
+    def count_in_beats(self) -> float:
+        """In quarter notes (the clock's beat): a bar of 6/8 is three of them."""
+        return self.count_in_bars * self.meter[0] * 4 / self.meter[1]
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,13 @@ class JamSession:
     def summary(self) -> dict:
         self.stats.chords = self.performer.chords_struck
         return self.stats.summary()
+
+    def panic(self) -> None:
+        """Silence everything now (stuck notes on a synth, a confused MIDI device); the jam goes on."""
+        now = time.monotonic()
+        self.performer.release(self.clock.nearest_frame(now) if self.clock else 0, now)
+        for sink in self.sinks:
+            sink.all_off()
 
     def switch_model(self, policy: OnnxPolicy, at_frame: int | None = None) -> None:
         """Continue with another model from ``at_frame`` (e.g. the next bar's first frame; None: now). The chord

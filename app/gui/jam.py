@@ -100,7 +100,7 @@ class JamController(QObject):
             raise
         self.router.session = session
         _, bar = beat_frames(s.meter)
-        self.metronome.start(clock, s.meter, s.count_in_beats * 4)
+        self.metronome.start(clock, s.meter, round(s.count_in_beats * 4))
         if config.demo:
             self.demo.start(clock, bar)
         info = {"model": bundle.name, "teacher": teacher.bundle.name if teacher else None,
@@ -189,8 +189,9 @@ class JamController(QObject):
 
         def run() -> None:
             if session is not None:
-                session.performer.release()
-            for sink in self.sinks:
-                sink.all_off()
+                session.panic()
+            else:
+                for sink in self.sinks:
+                    sink.all_off()
 
         threading.Thread(target=run, name="comper-panic", daemon=True).start()
