@@ -128,3 +128,15 @@ def test_models_command_lists_the_teacher_with_its_role(teacher_bundle, capsys, 
     monkeypatch.setenv("COMPER_MODELS", str(teacher_bundle.parent))
     assert main(["models"]) == 0
     assert "offline_teacher" in capsys.readouterr().out
+
+
+def test_int8_teacher_replaces_fp32_only_when_its_greedy_chords_agree(tiny_teacher, tmp_path):
+    card = export_bundle(tiny_teacher, "teacher-q", tmp_path, int8=True)
+    bundle = load_bundle(tmp_path / "teacher-q.json")
+    assert not (tmp_path / "teacher-q-int8.onnx").exists()  # one graph ships, never both
+    if card["int8_greedy_agreement"] == 1.0:
+        assert card["weights"].startswith("int8")
+    else:
+        assert card["weights"] == "fp32"
+    chords = OnnxTeacher(bundle).fill([200, 70, 70, 3], np.random.default_rng(0), temperature=0)
+    assert len(chords) == 4

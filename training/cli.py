@@ -217,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--name", required=True)
     ex.add_argument("--out", default="models")
     ex.add_argument("--checkpoint", default="best", choices=["best", "last"])
-    ex.add_argument("--int8", action="store_true", help="also write a dynamically quantized int8 variant")
+    ex.add_argument("--int8", action="store_true", help="online policy: also write an int8 variant; offline teacher: "
+                                                         "ship int8 instead of fp32 (each only if greedy chords match)")
     ex.set_defaults(func=_export)
     return p
 
