@@ -1,6 +1,6 @@
 """Onset error of Comper's chords as another MIDI client hears them: a real jam over real MIDI on a JACK server.
 
-    python benchmarks/bench_live_timing.py [--model online-mle-small] [--seconds 30] [--bpm 120] [--period 32]
+    python benchmarks/bench_live_timing.py [--model online-mle] [--seconds 30] [--bpm 120] [--period 32]
                                            [--jack-realtime] [--normal-priority]
 
 What runs: a private ``jackd -d dummy`` (benchmarks/jackserver.py); in this process a real ``JamSession`` with a
@@ -130,7 +130,7 @@ def stats(xs: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="online-mle-small", help="a shipped model name or a bundle path")
+    ap.add_argument("--model", help="a shipped model name or a bundle path (default: the default model)")
     ap.add_argument("--seconds", type=float, default=30.0, help="how long the player plays (after the count-in)")
     ap.add_argument("--bpm", type=float, default=120.0)
     ap.add_argument("--melody", type=Path, default=REPO / "assets" / "melodies" / "ode_to_joy.mid")

@@ -3,14 +3,14 @@ simulated clock, as `comper rejam` runs it) of ``--minutes`` at 120 bpm, with th
 minute: ``Planner.advance`` (what stands between a heard frame and the promised chords) and ``Planner.idle`` (the
 work done after the plan is out: growing the next window's cache), median and p99, and the memory the process holds.
 
-    python benchmarks/bench_long_jam.py [--model online-mle-small] [--minutes 60] [--lookahead 4 --commit 4]
+    python benchmarks/bench_long_jam.py [--model online-mle] [--minutes 60] [--lookahead 4 --commit 4]
 
 The melody is ``assets/melodies/ode_to_joy.mid`` (or ``--melody``) looped, on the frame grid, so every minute is the
 same music. An hour at 120 bpm is 28,800 frames, simulated as fast as the CPU allows: with the small model (~13 ms a
 frame on a busy 2-core machine) about 7 minutes. Without a teacher, a model that listens first tends to keep silent
 afterwards, hence ``--listen 0`` by default (chords from the first frame, as after an intro fill).
 
-Minute 1 is the only one before the context window first slides (online-mle-small: 256 frames, 32 s at 120 bpm);
+Minute 1 is the only one before the context window first slides (the small bundles: 256 frames, 32 s at 120 bpm);
 from minute 2 on every minute slides alike, so minute 2 vs the last is the cleanest comparison (all rows print).
 """
 
@@ -59,7 +59,7 @@ def row(minute: int, plan: list[float], idle: list[float], calls: list[int], ons
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="online-mle-small", help="a shipped model name or a bundle path")
+    ap.add_argument("--model", help="a shipped model name or a bundle path (default: the default model)")
     ap.add_argument("--minutes", type=float, default=60)
     ap.add_argument("--bpm", type=float, default=120)
     ap.add_argument("--lookahead", type=float, default=4)

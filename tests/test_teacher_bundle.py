@@ -140,3 +140,27 @@ def test_int8_teacher_replaces_fp32_only_when_its_greedy_chords_agree(tiny_teach
         assert card["weights"] == "fp32"
     chords = OnnxTeacher(bundle).fill([200, 70, 70, 3], np.random.default_rng(0), temperature=0)
     assert len(chords) == 4
+
+
+def test_the_default_model_prefers_gapt_and_never_a_teacher(teacher_bundle, tiny_bundle, tmp_path, monkeypatch):
+    from app.engine.bundle import default_model, resolve_model, shipped_teacher
+
+    monkeypatch.setenv("COMPER_MODELS", str(tmp_path))
+
+    def ship(src, name):
+        for suffix in (".onnx", ".json"):
+            shutil.copy(src.with_suffix(suffix), tmp_path / f"{name}{suffix}")
+        card = json.loads((tmp_path / f"{name}.json").read_text())
+        card["name"], card["onnx"]["file"] = name, f"{name}.onnx"
+        (tmp_path / f"{name}.json").write_text(json.dumps(card))
+
+    ship(teacher_bundle, "aaa-teacher")
+    with pytest.raises(BundleError, match="no playable model"):
+        default_model()
+    ship(tiny_bundle, "zzz-policy")
+    assert default_model() == "zzz-policy"  # the only playable one, though not a preferred name
+    ship(tiny_bundle, "online-mle")
+    assert default_model() == "online-mle"
+    ship(tiny_bundle, "gapt")
+    assert default_model() == "gapt" and resolve_model(None) == tmp_path / "gapt.json"
+    assert shipped_teacher().name == "aaa-teacher"

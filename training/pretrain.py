@@ -252,7 +252,7 @@ def pretrain(kind: str, config: str, cache: Cache | Path, out: Path, recipe: Rec
     weights = train_ds.mixing_weights(mix).numpy()
     weights /= weights.sum()
 
-    mcfg = preset(config)
+    mcfg = preset(config, cross_rotary=True) if kind == "offline" else preset(config)
     torch.manual_seed(recipe.seed)
     model = build_model(kind, mcfg).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)

@@ -26,6 +26,10 @@ class ModelConfig:
     dropout: float = 0.1
     ffn_mult: float = 4.0  # SwiGLU hidden width = mult * d_model (the papers: 4x)
     rope_base: float = 10000.0
+    # Rotary positions in cross-attention too (decoder query at chord position t, encoder key at melody position
+    # t): the teacher's chord t and melody frame t are aligned one to one, and without positions cross-attention
+    # can only find "its" melody frame by content. Off for checkpoints made before it existed.
+    cross_rotary: bool = False
 
     @property
     def head_dim(self) -> int:
@@ -88,10 +92,14 @@ class Attention(nn.Module):
         b, l, _ = x.shape
         return x.view(b, l, self.cfg.n_head, self.cfg.head_dim).transpose(1, 2)
 
-    def project_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values [B, H, L, D] of ``x`` (for cross-attention: of the encoder memory)."""
+    def project_kv(self, x: torch.Tensor, rotary: Rotary | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values [B, H, L, D] of ``x`` (for cross-attention: of the encoder memory, rotated to their
+        positions when the config says so)."""
         k, v = self.kv(x).chunk(2, dim=-1)
-        return self._heads(k), self._heads(v)
+        k, v = self._heads(k), self._heads(v)
+        if self.cross and self.cfg.cross_rotary and rotary is not None:
+            k = rotary(k, torch.arange(k.shape[2], device=k.device))
+        return k, v
 
     def forward(self, x: torch.Tensor, rotary: Rotary | None, positions: torch.Tensor | None,
                 mask: torch.Tensor | None, memory: torch.Tensor | None = None,
@@ -103,9 +111,11 @@ class Attention(nn.Module):
         if memory_kv is not None:
             k, v = memory_kv
         else:
-            k, v = self.project_kv(memory if self.cross else x)
+            k, v = self.project_kv(memory if self.cross else x, rotary)
         if not self.cross and rotary is not None:
             q, k = rotary(q, positions), rotary(k, positions)
+        elif self.cross and self.cfg.cross_rotary and rotary is not None:
+            q = rotary(q, positions)
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         # No dropout on the attention weights: it forces SDPA's unfused math path (25% of a CPU step in the
@@ -142,7 +152,7 @@ class Block(nn.Module):
         a, kv = self.attn(self.norm1(x), rotary, positions, mask, past=past, is_causal=is_causal)
         x = x + self.drop(a)
         if self.xattn is not None:
-            a, _ = self.xattn(self.norm_x(x), None, None, memory_mask, memory=memory, memory_kv=memory_kv)
+            a, _ = self.xattn(self.norm_x(x), rotary, positions, memory_mask, memory=memory, memory_kv=memory_kv)
             x = x + self.drop(a)
         x = x + self.drop(self.ffn(self.norm2(x)))
         return x, kv
@@ -209,4 +219,4 @@ class Transformer(nn.Module):
     def cross_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Every layer's cross-attention keys/values of ``memory``: fixed for a whole generation, so a decoder
         computes them once rather than re-projecting the memory at every step (most of a step's work)."""
-        return [block.xattn.project_kv(memory) for block in self.blocks]
+        return [block.xattn.project_kv(memory, self.rotary) for block in self.blocks]
