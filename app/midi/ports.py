@@ -217,6 +217,16 @@ class OutputPort(_Port):
             if self._rt is None:
                 raise PortError(f"MIDI output {self.name!r} is closed")
             self._rt.send_message(list(data))
+            self._last_send = time.monotonic()
+
+    def close(self) -> None:
+        """On JACK, messages wait in a ring buffer for the server's next cycle: closing at once would drop the
+        last note-offs (seen on a loaded machine), so a port that just sent waits a few cycles first."""
+        if self.api == "JACK":
+            left = getattr(self, "_last_send", 0.0) + _JACK_DRAIN_S - time.monotonic()
+            if left > 0:
+                time.sleep(left)
+        super().close()
 
 
 def open_input(name: str, api: str | None, callback: InputCallback, virtual: bool = False, *,
@@ -276,6 +286,7 @@ def _unavailable(api: str) -> str | None:
     return None
 
 
+_JACK_DRAIN_S = 0.05  # several JACK cycles even at large periods on a busy, non-real-time server
 _QUIET_LOCK = threading.Lock()  # two threads muting at once could leave stderr muted for good
 
 
