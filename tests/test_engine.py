@@ -109,3 +109,26 @@ def test_voicing_ranges_and_voice_leading():
     jumpy = voice(5, (0, 5, 9), VoicingSettings(voice_leading=False), previous=c)
     assert moved <= sum(min(abs(n - p) for p in c.notes) for n in jumpy.notes)
     assert f.bass == 41 and isinstance(f, Voicing)
+
+
+def test_the_shadow_cache_slide_equals_a_fresh_prefill(policy):
+    """The window slides through a cache grown a chunk per frame (``idle``): the real state it leaves must be
+    the one a full re-prefill of the same history would give."""
+    import copy
+
+    planner = Planner(policy, PlanSettings(seed=3, listen_beats=1, temperature=1.2))
+    slides = through_shadow = 0
+    for pitch, onset in melody_line(3 * planner.context_frames, seed=5):
+        before, had_shadow = len(planner.history), planner.shadow is not None
+        planner.advance(pitch, onset)
+        if len(planner.history) < before:  # slid during this frame
+            slides += 1
+            through_shadow += had_shadow
+            fresh = copy.copy(planner)
+            fresh._prefill()
+            assert fresh.state.length == planner.state.length
+            np.testing.assert_allclose(fresh.logits, planner.logits, atol=1e-4)
+            assert (fresh.state.last_chord, fresh.state.last_note) == (planner.state.last_chord,
+                                                                       planner.state.last_note)
+        planner.idle()
+    assert slides >= 2 and through_shadow == slides  # every slide took the cheap path, and it was exact
