@@ -399,3 +399,18 @@ def test_the_qt_binding_does_not_release_none(qapp):
     after = sys.getrefcount(None)
     p.end()
     assert after - before > -50
+
+
+def test_no_display_is_one_line_not_a_qt_abort(monkeypatch, capsys):
+    import sys as _sys
+
+    import app.gui
+
+    for var in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(_sys, "platform", "linux")
+    assert app.gui.run([]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no display" in err[0] and "QT_QPA_PLATFORM=offscreen" in err[0]
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert app.gui.no_display_reason() is None
