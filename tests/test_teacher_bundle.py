@@ -164,3 +164,17 @@ def test_the_default_model_prefers_gapt_and_never_a_teacher(teacher_bundle, tiny
     ship(tiny_bundle, "gapt")
     assert default_model() == "gapt" and resolve_model(None) == tmp_path / "gapt.json"
     assert shipped_teacher().name == "aaa-teacher"
+
+
+def test_the_teachers_intro_filler_writes_its_chords_into_the_planners_history(teacher_bundle, tiny_bundle):
+    from app.engine.planner import Planner, PlanSettings
+    from app.engine.simulate import simulate
+
+    policy = OnnxPolicy(load_bundle(tiny_bundle))
+    plan = PlanSettings(lookahead_beats=2, commit_beats=1, listen_beats=4, seed=4)
+    planner = Planner(policy, plan, intro=OnnxTeacher(load_bundle(teacher_bundle)).intro_filler(plan.seed))
+    jam = simulate(planner, [(60 + (f // 2) % 5, f % 2 == 0) for f in range(30)])
+    heard = plan.listen - plan.commit  # the fill runs on the melody heard one frame before the first promise
+    expected = OnnxTeacher(load_bundle(teacher_bundle)).intro_filler(plan.seed)([m for _, m in planner.history[:heard]])
+    assert [c for c, _ in planner.history[:heard]] == expected
+    assert all(c == planner.vocab.silence for c in jam.chords[:plan.listen])  # context only, never played

@@ -163,13 +163,7 @@ class JamSession:
         self._pending_switch: tuple[int, OnnxPolicy] | None = None
 
     def _new_planner(self, policy: OnnxPolicy) -> Planner:
-        intro = None
-        if self.teacher is not None:
-            import numpy as np
-
-            rng = np.random.default_rng(self.s.plan.seed + 1)
-            limit = self.teacher.context_frames
-            intro = lambda melody: self.teacher.fill(melody[-limit:], rng, self.s.plan.temperature)  # noqa: E731
+        intro = self.teacher.intro_filler(self.s.plan.seed, self.s.plan.temperature) if self.teacher else None
         return Planner(policy, self.s.plan, intro=intro)
 
     # --- lifecycle ------------------------------------------------------------------------------------------

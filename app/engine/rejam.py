@@ -40,10 +40,7 @@ def rejam(melody_path: str | Path, model: str | None, out: str | Path, settings:
     t_start = time.perf_counter()
     mf = read_melody(melody_path, track)
     bundle = load_bundle(resolve_model(model))
-    intro = None
-    if teacher is not None:
-        rng = np.random.default_rng(settings.seed + 1)
-        intro = lambda melody: teacher.fill(melody[-teacher.context_frames:], rng, settings.temperature)  # noqa: E731
+    intro = teacher.intro_filler(settings.seed, settings.temperature) if teacher is not None else None
     planner = Planner(OnnxPolicy(bundle, threads=threads), settings, intro=intro)
     clock = FrameClock(bpm or mf.bpm, start=0.0)
     header = {"bpm": clock.bpm, "meter": list(mf.meter), "model_name": bundle.name,

@@ -8,7 +8,7 @@ are never played. The graph has no cache (a full recompute per chord), which is 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -32,6 +32,12 @@ class OnnxTeacher:
         special = self.card["special"]
         self.bos, self.eos = int(special["bos"]), int(special["eos"])
         self.context_frames = int(self.card.get("context_frames", 256))
+
+    def intro_filler(self, seed: int, temperature: float = 1.0) -> Callable[[list[int]], list[int]]:
+        """The planner's ``intro`` hook: chords for the most recent frames it can take, sampled from its own
+        generator (seeded apart from the policy's, so the live jam and the re-jam fill the same intro)."""
+        rng = np.random.default_rng(seed + 1)
+        return lambda melody: self.fill(melody[-self.context_frames:], rng, temperature)
 
     def logits(self, melody: Sequence[int], chords: Sequence[int], at_end: bool = False) -> np.ndarray:
         """Logits [len(chords) + 1, V]: row i predicts chord i given the whole melody and chords before it."""
