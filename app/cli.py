@@ -20,14 +20,24 @@ USER_ERRORS = {"BundleError", "MidiFileError", "RenderError", "SoundfontNotFound
 
 
 def _models(args: argparse.Namespace) -> int:
+    from .engine.bundle import default_model, models_dir
+
+    try:
+        default = default_model()
+    except BundleError:
+        default = None
     rows = []
     for card_path in shipped_bundles() + [resolve_model(p) for p in args.paths]:
         try:
             b = load_bundle(card_path)
             m = b.card.get("model", {})
+            test = b.card.get("evaluation", {}).get("test", {})
             rows.append({"name": b.name, "path": str(card_path), "ok": True, "role": b.role,
-                         "parameters": m.get("parameters"),
-                         "stage": b.card.get("training", {}).get("stage"), "int8": bool((b.card.get("int8") or {}).get("file"))})
+                         "default": b.name == default and card_path.parent == models_dir(),
+                         "parameters": m.get("parameters"), "stage": b.card.get("training", {}).get("stage"),
+                         "description": b.card.get("description"), "test_harmony": test.get("harmony"),
+                         "test_vendi": test.get("vendi"),
+                         "int8": bool((b.card.get("int8") or {}).get("file"))})
         except BundleError as e:
             rows.append({"name": card_path.stem, "path": str(card_path), "ok": False, "error": str(e)})
     if args.json:
@@ -37,7 +47,9 @@ def _models(args: argparse.Namespace) -> int:
     for r in rows if not args.json else []:
         state = (f"{r['role']}, {r['parameters'] / 1e6:.1f}M parameters, {r['stage']}" if r["ok"]
                  else f"REFUSED: {r['error']}")
-        print(f"{r['name']:<24} {state}  ({r['path']})")
+        if r.get("test_harmony") is not None:
+            state += f", test harmony {r['test_harmony']:.3f}, Vendi {r['test_vendi']:.1f}"
+        print(f"{r['name'] + (' *' if r.get('default') else ''):<24} {state}  ({r['path']})")
     return 0 if all(r["ok"] for r in rows) else 2
 
 

@@ -6,7 +6,8 @@ import shutil
 import pytest
 
 from training.cli import main
-from training.evaluate import evaluate
+from training.data.cache import DataError
+from training.evaluate import evaluate, merge_results
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,20 @@ def test_same_seed_same_numbers_other_seed_other_samples(small_cache, tiny_bundl
     truth = lambda r: {k: v for k, v in r["protocols"]["fixed"]["ground truth"].items() if k != "seconds"}
     assert truth(a)["harmony"]["mean"] == truth(c)["harmony"]["mean"]
     assert truth(a)["vendi"] == truth(c)["vendi"] and truth(a)["chord_frequency"] == truth(c)["chord_frequency"]
+
+
+def test_a_system_added_later_scores_as_in_one_run(small_cache, tiny_bundle):
+    quiet = lambda *_: None
+    together = evaluate({"b": str(tiny_bundle), "key": "baseline:online-key"}, small_cache[0], "test", seed=1,
+                        log=quiet)
+    first = evaluate({"key": "baseline:online-key"}, small_cache[0], "test", seed=1, log=quiet)
+    merged = merge_results(first, evaluate({"b": str(tiny_bundle)}, small_cache[0], "test", seed=1, log=quiet))
+    strip = lambda r: {p: {n: {k: v for k, v in m.items() if k != "seconds"} for n, m in systems.items()}
+                       for p, systems in r["protocols"].items()}
+    assert strip(merged) == strip(together)
+    other_seed = evaluate({"b": str(tiny_bundle)}, small_cache[0], "test", seed=2, log=quiet)
+    with pytest.raises(DataError, match="seed 1 vs 2"):
+        merge_results(first, other_seed)
 
 
 def run_cli(args, capsys):

@@ -11,7 +11,7 @@ from app.engine.bundle import BundleError, load_bundle
 from app.engine.grammar import Grammar
 from app.engine.policy import OnnxPolicy
 from training.data import tokens as T
-from training.export import compare_with_torch, export_onnx
+from training.export import compare_with_torch, export_bundle, export_onnx
 from training.pretrain import load_model
 
 
@@ -25,6 +25,34 @@ def test_onnx_matches_torch_over_a_prefill_and_50_steps(tiny_run, tmp_path):
     export_onnx(policy, tmp_path / "p.onnx")
     prompt = np.concatenate([[T.BOS], np.random.default_rng(3).integers(4, T.VOCAB_SIZE, 200)])
     assert compare_with_torch(policy, tmp_path / "p.onnx", prompt, steps=50) <= 1e-4
+
+
+def run_bundle(card_path, seq):
+    policy = OnnxPolicy(load_bundle(card_path))
+    return policy.run(seq, policy.empty())[0]
+
+
+def test_fp16_storage_halves_the_file_and_plays_the_rounded_weights(tiny_run, tmp_path):
+    import onnx
+
+    full = export_bundle(tiny_run, "full", tmp_path, which="last")
+    half = export_bundle(tiny_run, "half", tmp_path, which="last", fp16=True)
+    assert half["onnx"]["max_abs_logit_diff_vs_torch"] <= 1e-4 and "fp16 storage" in half["weights"]
+    graph = onnx.load(str(tmp_path / "half.onnx")).graph
+    fp16 = [i for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    assert fp16 and sum(n.op_type == "Cast" for n in graph.node) >= len(fp16)
+    assert (tmp_path / "half.onnx").stat().st_size < 0.7 * (tmp_path / "full.onnx").stat().st_size
+    # the app runs it like any bundle, and its logits are the fp16-rounded model's, close to the full one's
+    policy, _ = load_model(tiny_run, "last")
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.copy_(p.half().float())
+        seq = [T.BOS, T.CHORD_ON + 3, T.NOTE_ON + 62, T.CHORD_HOLD + 3, T.NOTE_HOLD + 62]
+        ref, _ = policy(torch.tensor([seq]))
+    logits, full_logits = (run_bundle(tmp_path / f"{name}.json", seq) for name in ("half", "full"))
+    assert np.abs(logits - ref[0].numpy()).max() <= 1e-4
+    assert 0 < np.abs(full_logits - logits).max() < 0.05
+    assert full["onnx"]["sha256"] != half["onnx"]["sha256"]
 
 
 def test_card_is_complete(bundle_dir):

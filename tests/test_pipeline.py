@@ -13,7 +13,7 @@ def test_the_smoke_pipeline_makes_loadable_bundles_and_resumes(small_cache, tmp_
     record = run_pipeline("smoke", data=tmp_path / "unused", out=out, cache=cache)
     cfg = PRESETS["smoke"]
     expected = (["data", "pretrain-online", "pretrain-offline"] + [f"reward-{k}" for k in cfg.reward_kinds]
-                + [f"rl-{s}" for s in cfg.systems] + ["eval-test", "eval-ood", "export"])
+                + [f"rl-{s}" for s in cfg.systems] + ["export", "eval-test", "eval-ood", "cards"])
     assert list(record["stages"]) == expected
     assert all(s["done"] for s in record["stages"].values())
     roles = {p.stem: load_bundle(p).role for p in (out / "models").glob("*.json")}
@@ -21,6 +21,12 @@ def test_the_smoke_pipeline_makes_loadable_bundles_and_resumes(small_cache, tmp_
                      **{s: "online_policy" for s in cfg.systems}}
     metrics = json.loads((out / "reports" / "test" / "metrics.json").read_text())
     assert {"online-mle", "gapt", "ground truth"} <= set(metrics["protocols"]["fixed"])
+    # the cards carry the figures measured on the bundles themselves, for both splits
+    card = json.loads((out / "models" / "gapt.json").read_text())
+    assert set(card["evaluation"]) == {"test", "ood"} and "fp16 storage" in card["weights"]
+    fixed = metrics["protocols"]["fixed"]["gapt"]["harmony"]["mean"]
+    assert card["evaluation"]["test"]["harmony"] == fixed and card["description"].startswith("GAPT")
+    assert "| `gapt` |" in (out / "models" / "TABLE.md").read_text()
     # a second run finds every stage done and does nothing
     t0 = time.perf_counter()
     again = run_pipeline("smoke", data=tmp_path / "unused", out=out, cache=cache)

@@ -11,8 +11,8 @@ from training.models.rewards import ChordDiscriminator
 from training.models.transformer import preset
 from training.pretrain import load_checkpoint, load_model
 from training.rl.ppo import (
-    CONFIGS, RLConfig, chord_masks, entropy_of, gae, kl_to_teacher, masked_logprobs, schedule_fires, train_rl,
-    with_system,
+    CONFIGS, RLConfig, chord_masks, entropy_of, gae, kl_to_teacher, masked_logprobs, schedule_fires, total_reward,
+    train_rl, with_system,
 )
 
 
@@ -39,7 +39,9 @@ def test_a_ppo_run_changes_the_policy_and_logs_every_term(gapt_run, tiny_run):
     diff = max((a - b).abs().max().item() for a, b in zip(before.state_dict().values(), after.state_dict().values()))
     assert diff > 0
     rows = [json.loads(line) for line in (gapt_run / "log.jsonl").read_text().splitlines()]
-    assert [r["update"] for r in rows] == [1, 2, 3]
+    assert [r["update"] for r in rows] == [0, 1, 2, 3]
+    start, rows = rows[0], rows[1:]
+    assert set(start) == {"update", "val_harmony", "val_vendi", "val_chord_entropy"}  # the MLE policy's point
     terms = {k for k in rows[0] if k.startswith("r_")}
     assert {"r_penalty_invalid", "r_penalty_silence", "r_penalty_early_stop", "r_penalty_repetition",
             "r_adversarial"} <= terms
@@ -59,7 +61,7 @@ def test_resumed_rl_run_continues_the_same_curve(small_cache, tiny_run, tiny_tea
     train_rl(cfg, tiny_run, tiny_teacher, tiny_rewards, small_cache[0], b, system="gapt", quiet=True, until=2)
     train_rl(cfg, tiny_run, tiny_teacher, tiny_rewards, small_cache[0], b, system="gapt", quiet=True)
     rows = lambda p: [(r["update"], round(r["kl"], 6), round(r["pg_loss"], 6))
-                      for r in map(json.loads, (p / "log.jsonl").read_text().splitlines())]
+                      for r in map(json.loads, (p / "log.jsonl").read_text().splitlines()) if "kl" in r]
     assert rows(a) == rows(b)
     assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(load_checkpoint(a / "ckpt_last.pt")["model"].values(),
                                                                 load_checkpoint(b / "ckpt_last.pt")["model"].values()))
@@ -122,3 +124,11 @@ def test_systems_set_the_documented_knobs():
     assert gapt.adversarial and gapt.entropy == 0.01 and gapt.kl_beta == 0.001
     with pytest.raises(ValueError):
         with_system(CONFIGS["cpu"], "ppo-magic")
+
+
+def test_the_adversarial_weight_scales_only_the_adversarial_term():
+    terms = {"rw-contrastive": torch.tensor([0.5, 0.1]), "penalty_silence": torch.tensor([0.0, -0.2]),
+             "adversarial": torch.tensor([1.0, 2.0])}
+    assert torch.allclose(total_reward(terms, RLConfig()), torch.tensor([1.5, 1.9]))
+    assert torch.allclose(total_reward(terms, RLConfig(adv_weight=0.25)), torch.tensor([0.75, 0.4]))
+    assert CONFIGS["paper"].adv_weight == 1.0  # the paper's equal weights

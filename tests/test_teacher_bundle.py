@@ -142,7 +142,8 @@ def test_int8_teacher_replaces_fp32_only_when_its_greedy_chords_agree(tiny_teach
     assert len(chords) == 4
 
 
-def test_the_default_model_prefers_gapt_and_never_a_teacher(teacher_bundle, tiny_bundle, tmp_path, monkeypatch):
+def test_the_default_model_prefers_gapt_and_never_a_teacher(teacher_bundle, tiny_bundle, tmp_path, monkeypatch,
+                                                            capsys):
     from app.engine.bundle import default_model, resolve_model, shipped_teacher
 
     monkeypatch.setenv("COMPER_MODELS", str(tmp_path))
@@ -164,6 +165,13 @@ def test_the_default_model_prefers_gapt_and_never_a_teacher(teacher_bundle, tiny
     ship(tiny_bundle, "gapt")
     assert default_model() == "gapt" and resolve_model(None) == tmp_path / "gapt.json"
     assert shipped_teacher().name == "aaa-teacher"
+    from app.cli import main
+
+    capsys.readouterr()
+    assert main(["models", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"aaa-teacher", "zzz-policy", "online-mle", "gapt"}
+    assert [n for n, r in rows.items() if r["default"]] == ["gapt"]
 
 
 def test_the_teachers_intro_filler_writes_its_chords_into_the_planners_history(teacher_bundle, tiny_bundle):

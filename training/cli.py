@@ -54,7 +54,7 @@ def _pretrain(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> None:
     import torch
 
-    from .evaluate import evaluate, write_report
+    from .evaluate import evaluate, merge_results, write_report
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -65,9 +65,17 @@ def _eval(args: argparse.Namespace) -> None:
             raise DataError(f"--system {spec!r}: expected NAME=RUN_DIR, NAME=BUNDLE or NAME=baseline:KIND")
         systems[name] = target
     t0 = time.perf_counter()
+    base = None
+    if args.add_to:
+        base_path = Path(args.add_to) / "metrics.json"
+        if not base_path.exists():
+            raise DataError(f"--add-to {args.add_to}: no metrics.json there")
+        base = json.loads(base_path.read_text())
     result = evaluate(systems, Path(args.cache), args.split, args.n, args.seed, args.temperature,
                       Path(args.melody_agent) if args.melody_agent else None,
                       Path(args.embedding) if args.embedding else None)
+    if base is not None:
+        result = merge_results(base, result, f"--add-to {args.add_to}")
     write_report(result, Path(args.out))
     print(f"wrote {Path(args.out) / 'report.md'}, metrics.json and 4 plots in {time.perf_counter() - t0:.1f} s")
 
@@ -80,10 +88,21 @@ def _rl(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = with_system(CONFIGS[args.config], args.system, entropy=args.entropy, updates=args.updates, seed=args.seed,
-                      adversarial=True if args.adversarial else None)
+                      actor_lr=args.actor_lr, critic_lr=args.critic_lr, adversarial=True if args.adversarial else None)
     row = train_rl(cfg, Path(args.init), Path(args.teacher), [Path(r) for r in args.rewards or []], Path(args.cache),
                    Path(args.out), system=args.system, until=args.until)
     print(json.dumps(row))
+
+
+def _rl_plot(args: argparse.Namespace) -> None:
+    from .rl.ppo import plot_systems
+
+    runs = dict(spec.split("=", 1) if "=" in spec else (Path(spec).name, spec) for spec in args.runs)
+    missing = [r for r in runs.values() if not (Path(r) / "log.jsonl").exists()]
+    if missing:
+        raise DataError(f"comper-train rl-plot: no log.jsonl in {', '.join(missing)}")
+    plot_systems({k: Path(v) for k, v in runs.items()}, Path(args.out))
+    print(f"wrote {args.out}")
 
 
 def _pipeline(args: argparse.Namespace) -> None:
@@ -114,7 +133,8 @@ def _card(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     from .export import export_bundle
 
-    card = export_bundle(Path(args.run), args.name, Path(args.out), int8=args.int8, which=args.checkpoint)
+    card = export_bundle(Path(args.run), args.name, Path(args.out), int8=args.int8, which=args.checkpoint,
+                         fp16=args.fp16)
     print(f"wrote {Path(args.out) / (args.name + '.onnx')} and .json (max |ONNX - torch| logit "
           f"{card['onnx']['max_abs_logit_diff_vs_torch']:.1e})")
 
@@ -171,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--embedding", help="a contrastive reward-model run whose chord encoder embeds for Vendi")
     ev.add_argument("--threads", type=int, help="CPU threads for torch (1 when another job shares the CPU: torch "
                                                 "eager slows 30-65x on an oversubscribed core)")
+    ev.add_argument("--add-to", help="an earlier report folder: evaluate only these systems with its settings and "
+                                     "write the combined report (each system has its own seeded sampler)")
     ev.add_argument("--out", required=True)
     ev.set_defaults(func=_eval)
 
@@ -188,10 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
     rl.add_argument("--adversarial", action="store_true", help="add the GAPT discriminator to any system")
     rl.add_argument("--entropy", type=float, help="override the entropy bonus")
     rl.add_argument("--updates", type=int, help="override the number of PPO updates")
+    rl.add_argument("--actor-lr", type=float, help="override the policy's peak learning rate")
+    rl.add_argument("--critic-lr", type=float, help="override the critic's peak learning rate")
     rl.add_argument("--until", type=int, help="stop after this update (resume later with the same command)")
     rl.add_argument("--seed", type=int)
     rl.add_argument("--threads", type=int, help="CPU threads for torch (1 when another job shares the CPU)")
     rl.set_defaults(func=_rl)
+
+    rp = stages.add_parser("rl-plot", help="RL runs side by side: validation harmony / Vendi, KL, entropy, reward")
+    rp.add_argument("--runs", nargs="+", required=True, help="RL run folders, optionally NAME=RUN")
+    rp.add_argument("--out", required=True, help="the PNG to write")
+    rp.set_defaults(func=_rl_plot)
 
     from .pipeline import PRESETS as PIPELINES
 
@@ -217,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--name", required=True)
     ex.add_argument("--out", default="models")
     ex.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    ex.add_argument("--fp16", action="store_true", help="online policy: store the weights in fp16 (half the file; "
+                                                         "rounded before export, computed in fp32)")
     ex.add_argument("--int8", action="store_true", help="online policy: also write an int8 variant; offline teacher: "
                                                          "ship int8 instead of fp32 (each only if greedy chords match)")
     ex.set_defaults(func=_export)

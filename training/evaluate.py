@@ -238,6 +238,25 @@ def evaluate(systems: dict[str, str], cache: Cache | Path, split: str = "test", 
     return result
 
 
+SAME_SETTINGS = ("split", "songs", "seed", "temperature", "window", "diversity_embedding")
+
+
+def merge_results(base: dict, extra: dict, where: str = "the report") -> dict:
+    """``base`` with ``extra``'s systems added (replaced where named twice). Each system is sampled with its own
+    seeded generator, so a system evaluated later scores exactly as it would have in the first run; the
+    settings must match, or the table would compare different things."""
+    diff = [k for k in SAME_SETTINGS if base.get(k) != extra.get(k)]
+    if diff:
+        raise DataError(f"{where}: cannot add to it: {', '.join(f'{k} {base.get(k)!r} vs {extra.get(k)!r}' for k in diff)}")
+    merged = json.loads(json.dumps(base))
+    for pname, systems in extra["protocols"].items():
+        for name, m in systems.items():
+            if name != "ground truth" or name not in merged["protocols"].setdefault(pname, {}):
+                merged["protocols"][pname][name] = m
+    merged.setdefault("seconds", {}).update(extra.get("seconds", {}))
+    return merged
+
+
 def write_report(result: dict, out: Path) -> None:
     from .evaluation import plots
 

@@ -6,7 +6,10 @@ Two graph kinds, told apart by the card's ``role``:
   token) and the KV cache ``past_k`` / ``past_v`` [layers, batch, heads, past, head_dim] -> ``logits``
   [batch, chunk, vocab] and the extended cache. Batch, chunk and past are dynamic, so one graph serves a prefill
   (a long chunk on an empty cache) and steps (chunks of 1 or 2). Checked against torch over a prefill + 50 steps;
-  the optional int8 variant is kept only if it picks the same greedy chords.
+  the optional int8 variant is kept only if it picks the same greedy chords. ``fp16`` halves the file instead: the
+  parameters are rounded to fp16 *before* export (so the torch check and every evaluation see the shipped weights)
+  and stored as fp16 initializers, each behind a Cast to fp32 that onnxruntime folds at load: fp32 compute, the
+  same step time, half the bytes.
 - ``offline_teacher`` (fills the chords of the app's listen-first intro): ``melody`` [batch, M] (``BOS``, melody
   tokens, ``EOS`` where the song ends) and ``chords`` [batch, C] (``BOS``, the chords so far) -> ``logits``
   [batch, C, vocab]. No cache, a full recompute per call: it only ever runs over a short intro. Checked against
@@ -192,6 +195,43 @@ def quantize_int8(src: Path, dst: Path) -> None:
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
 
 
+def store_fp16(path: Path, min_elements: int = 1024) -> int:
+    """Rewrite ``path`` with its large fp16-exact fp32 initializers (the parameters after ``round_to_fp16``) stored
+    as fp16 behind a Cast; returns the number converted. onnxruntime's own float16 converter turns
+    the *compute* to fp16, which its CPU kernels run slowly or not at all; here only the storage changes."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    casts, kept = [], []
+    for init in graph.initializer:
+        arr = numpy_helper.to_array(init)
+        half = arr.astype(np.float16) if init.data_type == TensorProto.FLOAT and arr.size >= min_elements else None
+        if half is not None and np.array_equal(half.astype(np.float32), arr):  # buffers (rotary tables) stay fp32
+            kept.append(numpy_helper.from_array(half, f"{init.name}__fp16"))
+            casts.append(helper.make_node("Cast", [f"{init.name}__fp16"], [init.name], to=TensorProto.FLOAT,
+                                          name=f"{init.name}__cast"))
+        else:
+            kept.append(init)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return len(casts)
+
+
+def round_to_fp16(model: nn.Module) -> nn.Module:
+    """The model with every parameter rounded to the nearest fp16 value (kept in fp32)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    return model
+
+
 def greedy_chords(onnx_path: Path, cfg, melodies: list[np.ndarray]) -> list[list[int]]:
     """Greedy chord choices of a bundle against fixed melody token sequences (chord first, no lookahead)."""
     from app.engine.grammar import Grammar
@@ -258,14 +298,19 @@ def check_diff(onnx_path: Path, diff: float) -> None:
 
 
 def export_online(policy: OnlinePolicy, onnx_path: Path, int8: bool,
-                  melodies: list[np.ndarray] | None) -> tuple[float, dict]:
+                  melodies: list[np.ndarray] | None, fp16: bool = False) -> tuple[float, dict]:
     """The online policy's cached-step graph (and its int8 variant); returns (max diff vs torch, extra card)."""
+    if fp16:
+        round_to_fp16(policy)
     export_onnx(policy, onnx_path)
     rng = np.random.default_rng(0)
     prompt = np.concatenate([[T.BOS], rng.integers(4, T.VOCAB_SIZE, 255)])
+    extra = {}
+    if fp16:
+        extra["weights"] = (f"fp16 storage ({store_fp16(onnx_path)} tensors): parameters rounded to fp16 before "
+                            f"export, computed in fp32; the torch check and the evaluation use the rounded weights")
     diff = compare_with_torch(policy, onnx_path, prompt, steps=50)
     check_diff(onnx_path, diff)
-    extra = {}
     if int8:
         q_path = onnx_path.with_name(f"{onnx_path.stem}-int8.onnx")
         quantize_int8(onnx_path, q_path)
@@ -325,7 +370,7 @@ def export_teacher(teacher: OfflineTeacher, onnx_path: Path, int8: bool = False,
 
 
 def export_bundle(run: Path, name: str, out_dir: Path, int8: bool = False, which: str = "best",
-                  melodies: list[np.ndarray] | None = None) -> dict:
+                  melodies: list[np.ndarray] | None = None, fp16: bool = False) -> dict:
     """Export a run's model (online policy or offline teacher, from the checkpoint's ``kind``) to
     ``out_dir/name.{onnx,json}``; raises if ONNX and torch disagree."""
     from .pretrain import load_model
@@ -339,5 +384,5 @@ def export_bundle(run: Path, name: str, out_dir: Path, int8: bool = False, which
     if isinstance(model, OfflineTeacher):
         diff, extra = export_teacher(model, onnx_path, int8, melodies)
     else:
-        diff, extra = export_online(model, onnx_path, int8, melodies)
+        diff, extra = export_online(model, onnx_path, int8, melodies, fp16)
     return write_card(out_dir / f"{name}.json", name, onnx_path, model, ckpt, diff, extra)

@@ -4,7 +4,8 @@
 
 Stages, in order: the data cache; MLE pretraining of the online policy, the offline teacher and the melody agent;
 the reward models; the three RL systems of the paper's comparison (``realchords``, ``gapt-no-adv``, ``gapt``);
-the evaluation of all of them (test split and OpenEWLD); the export of the bundles. Every stage resumes where it
+the export of the bundles (as shipped in ``models/``); the evaluation of those bundles (test split and OpenEWLD);
+their figures written into the cards, and the models table. Every stage resumes where it
 stopped (each one checkpoints), and a finished stage is skipped, so the same command can be re-run after a kill
 or across sessions. ``pipeline.json`` in the output folder records the time each stage took.
 """
@@ -45,6 +46,15 @@ PRESETS: dict[str, PipelineConfig] = {
 }
 
 
+DESCRIPTIONS = {  # the line a musician reads in the model picker
+    "online-mle": "Online MLE: the chord policy after pretraining only (no RL); varied, often off the melody",
+    "realchords": "ReaLchords: RL with coherence rewards and a KL to the teacher; fits the melody better, few chords",
+    "gapt-no-adv": "GAPT without the discriminator (RL + entropy bonus): best harmony of the shipped models, few chords",
+    "gapt": "GAPT: RL with coherence rewards and a co-evolving discriminator that rewards data-like chords",
+    "offline-teacher": "Offline teacher (sees the whole melody): fills the listen-first intro's context chords",
+}
+
+
 @dataclass
 class Stage:
     name: str
@@ -54,6 +64,7 @@ class Stage:
 
 def stages(cfg: PipelineConfig, data: Path, out: Path, cache: Path) -> list[Stage]:
     """The stage list; each closure is resumable on its own."""
+    from .cards import add_evaluation, describe, models_table
     from .data.cache import build
     from .evaluate import evaluate, write_report
     from .export import export_bundle
@@ -82,22 +93,34 @@ def stages(cfg: PipelineConfig, data: Path, out: Path, cache: Path) -> list[Stag
         steps.append(Stage(f"rl-{system}", lambda s=system: train_rl(
             with_system(CONFIGS[cfg.rl_config], s), runs / "online", runs / "offline", rewards, cache,
             runs / f"rl-{s}", system=s)))
-    systems = {"online-mle": str(runs / "online"), "offline-teacher": str(runs / "offline"),
-               **{s: str(runs / f"rl-{s}") for s in cfg.systems}}
+    bundles = {"online-mle": runs / "online", "offline-teacher": runs / "offline",
+               **{s: runs / f"rl-{s}" for s in cfg.systems}}
+
+    def export_all() -> None:  # as shipped: the policies' weights stored in fp16, the teacher int8 if it can
+        for name, run in bundles.items():
+            export_bundle(run, name, out_models, int8=name == "offline-teacher", fp16=name != "offline-teacher")
+
+    steps.append(Stage("export", export_all))
+    # the bundles themselves are evaluated, so the figures in their cards are the shipped files' figures
+    systems = {name: str(out_models / f"{name}.json") for name in bundles if name != "offline-teacher"}
+    systems["offline-teacher"] = str(runs / "offline")  # a teacher bundle has no online runner: its run
+    systems.update({"key-online": "baseline:online-key", "tonic-oracle": "baseline:tonic"})
     for split in ("test", "ood"):
         steps.append(Stage(f"eval-{split}", lambda sp=split: write_report(
             evaluate(systems, cache, sp, cfg.eval_songs, 0,
                      melody_agent=runs / "melody" if cfg.melody_agent else None,
                      embedding=runs / "rw-contrastive" if "contrastive" in cfg.reward_kinds else None),
             out / "reports" / sp)))
-    bundles = {"online-mle": runs / "online", "offline-teacher": runs / "offline",
-               **{s: runs / f"rl-{s}" for s in cfg.systems}}
 
-    def export_all() -> None:
-        for name, run in bundles.items():
-            export_bundle(run, name, out_models)
+    def write_cards() -> None:
+        for name in bundles:
+            for split in ("test", "ood"):
+                add_evaluation(out_models / f"{name}.json", out / "reports" / split / "metrics.json", name)
+            if name in DESCRIPTIONS:
+                describe(out_models / f"{name}.json", DESCRIPTIONS[name])
+        (out_models / "TABLE.md").write_text(models_table(out_models) + "\n")
 
-    steps.append(Stage("export", export_all))
+    steps.append(Stage("cards", write_cards))
     return steps
 
 

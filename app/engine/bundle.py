@@ -140,7 +140,7 @@ def shipped_teacher() -> Bundle | None:
     return None
 
 
-DEFAULT_PREFERENCE = ("gapt", "realchords", "online-mle")
+DEFAULT_PREFERENCE = ("gapt", "gapt-no-adv", "realchords", "online-mle")  # GAPT first, the rest by test harmony
 
 
 def default_model() -> str:
