@@ -88,7 +88,8 @@ def _rl(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = with_system(CONFIGS[args.config], args.system, entropy=args.entropy, updates=args.updates, seed=args.seed,
-                      actor_lr=args.actor_lr, critic_lr=args.critic_lr, adversarial=True if args.adversarial else None)
+                      actor_lr=args.actor_lr, critic_lr=args.critic_lr, adv_weight=args.adv_weight,
+                      d_phase1=args.d_phase1, adversarial=True if args.adversarial else None)
     row = train_rl(cfg, Path(args.init), Path(args.teacher), [Path(r) for r in args.rewards or []], Path(args.cache),
                    Path(args.out), system=args.system, until=args.until)
     print(json.dumps(row))
@@ -212,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     rl.add_argument("--updates", type=int, help="override the number of PPO updates")
     rl.add_argument("--actor-lr", type=float, help="override the policy's peak learning rate")
     rl.add_argument("--critic-lr", type=float, help="override the critic's peak learning rate")
+    rl.add_argument("--adv-weight", type=float, help="override gamma, the adversarial reward's weight")
+    rl.add_argument("--d-phase1", type=int, help="override the updates during which D trains on a fixed cadence")
     rl.add_argument("--until", type=int, help="stop after this update (resume later with the same command)")
     rl.add_argument("--seed", type=int)
     rl.add_argument("--threads", type=int, help="CPU threads for torch (1 when another job shares the CPU)")
