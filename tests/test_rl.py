@@ -11,8 +11,8 @@ from training.models.rewards import ChordDiscriminator
 from training.models.transformer import preset
 from training.pretrain import load_checkpoint, load_model
 from training.rl.ppo import (
-    CONFIGS, RLConfig, chord_masks, entropy_of, gae, kl_to_teacher, masked_logprobs, schedule_fires, total_reward,
-    train_rl, with_system,
+    CONFIGS, RLConfig, chord_masks, entropy_of, gae, kl_to_teacher, masked_logprobs, plot_systems, schedule_fires,
+    total_reward, train_rl, with_system,
 )
 
 
@@ -52,6 +52,11 @@ def test_a_ppo_run_changes_the_policy_and_logs_every_term(gapt_run, tiny_run):
     assert rows[-1]["d_updates"] >= 1 and "d_accuracy" in rows[0]
     assert "val_harmony" in rows[-1] and "val_vendi" in rows[-1]
     assert (gapt_run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_runs_side_by_side_plot_even_a_short_run(gapt_run, tmp_path):
+    plot_systems({"gapt": gapt_run, "again": gapt_run}, tmp_path / "rl.png")
+    assert (tmp_path / "rl.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_resumed_rl_run_continues_the_same_curve(small_cache, tiny_run, tiny_teacher, tiny_rewards, tmp_path):

@@ -380,13 +380,17 @@ class Trainer:
         self.update, self.d_updates, self.recent_adv = ck["step"], ck["d_updates"], list(ck["recent_adv"])
 
 
+def read_log(log_path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+
+
 def plot_rl(log_path: Path, png: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    rows = read_log(log_path)
     val = [r for r in rows if "val_harmony" in r]
     rows = [r for r in rows if "kl" in r]
     fig, axes = plt.subplots(2, 3, figsize=(15, 8))
@@ -431,7 +435,7 @@ def plot_systems(runs: dict[str, Path], png: Path) -> None:
 
     fig, axes = plt.subplots(1, 5, figsize=(22, 4))
     for name, run in runs.items():
-        rows = [json.loads(line) for line in (Path(run) / "log.jsonl").read_text().splitlines() if line.strip()]
+        rows = read_log(Path(run) / "log.jsonl")
         val = [r for r in rows if "val_harmony" in r]
         axes[0].plot([r["update"] for r in val], [r["val_harmony"] for r in val], "o-", label=name)
         axes[1].plot([r["update"] for r in val], [r["val_vendi"] for r in val], "s-", label=name)
@@ -440,8 +444,8 @@ def plot_systems(runs: dict[str, Path], png: Path) -> None:
         axes[2].plot(steps, [r["kl"] for r in rows], label=name)
         axes[3].plot(steps, [r["entropy"] for r in rows], label=name)
         coherence = [sum(v for k, v in r.items() if k.startswith("r_rw")) for r in rows]
-        smooth = np.convolve(coherence, np.ones(5) / 5, mode="valid")
-        axes[4].plot(steps[4:], smooth, label=name)
+        k = min(5, len(coherence))
+        axes[4].plot(steps[k - 1:], np.convolve(coherence, np.ones(k) / k, mode="valid"), label=name)
     for ax, title in zip(axes, ("validation harmony (note-in-chord)", "validation Vendi", "KL(pi || teacher) per chord",
                                 "policy entropy per chord", "coherence reward (sum, 5-update mean)")):
         ax.set_title(title, fontsize=10)
