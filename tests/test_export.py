@@ -64,7 +64,7 @@ def test_card_is_complete(bundle_dir):
     assert chord["kind"] == "chord_on" and chord["symbol"] == "C" and chord["pitch_classes"] == [0, 4, 7]
     assert card["onnx"]["max_abs_logit_diff_vs_torch"] <= 1e-4
     assert len(card["onnx"]["sha256"]) == 64
-    assert card["training"]["steps"] == 6
+    assert card["training"]["steps"] == 6 and card["training"]["checkpoint"] == "ckpt_best.pt"
     assert {d["source"] for d in card["data"]} == {"pop909", "nottingham", "chord_melody_dataset"}
     assert all(d["license"] != "unknown" for d in card["data"])
     assert "int8" in card and card["int8"]["same_greedy_chords"] in (True, False)

@@ -54,6 +54,22 @@ def test_a_ppo_run_changes_the_policy_and_logs_every_term(gapt_run, tiny_run):
     assert (gapt_run / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_every_validation_point_keeps_a_policy_snapshot_that_loads_by_name(gapt_run):
+    rows = {r["update"]: r for r in map(json.loads, (gapt_run / "log.jsonl").read_text().splitlines())}
+    assert sorted(p.name for p in gapt_run.glob("ckpt_u*.pt")) == ["ckpt_u2.pt", "ckpt_u3.pt"]  # eval_every 2, end
+    mid, ckpt = load_model(gapt_run, "u2")
+    assert ckpt["step"] == 2 and ckpt["file"] == "ckpt_u2.pt" and "critic" not in ckpt
+    assert ckpt["val"]["val_harmony"] == rows[2]["val_harmony"]  # the snapshot carries its validation point
+    last, _ = load_model(gapt_run, "last")
+    end, _ = load_model(gapt_run, "u3")
+    assert all(torch.equal(a, b) for a, b in zip(end.state_dict().values(), last.state_dict().values()))
+    assert any(not torch.equal(a, b) for a, b in zip(mid.state_dict().values(), last.state_dict().values()))
+    with pytest.raises(FileNotFoundError, match=r"ckpt_u7\.pt: no such checkpoint .*u2, u3"):
+        load_model(gapt_run, "u7")
+    with pytest.raises(ValueError, match="expected best, last or u<N>"):
+        load_model(gapt_run, "latest")
+
+
 def test_runs_side_by_side_plot_even_a_short_run(gapt_run, tmp_path):
     plot_systems({"gapt": gapt_run, "again": gapt_run}, tmp_path / "rl.png")
     assert (tmp_path / "rl.png").read_bytes()[:4] == b"\x89PNG"

@@ -248,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--run", required=True)
     ex.add_argument("--name", required=True)
     ex.add_argument("--out", default="models")
-    ex.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    ex.add_argument("--checkpoint", default="best",
+                    help="best (validation loss), last, or u<N>: an RL run's policy at validation point N")
     ex.add_argument("--fp16", action="store_true", help="online policy: store the weights in fp16 (half the file; "
                                                          "rounded before export, computed in fp32)")
     ex.add_argument("--int8", action="store_true", help="online policy: also write an int8 variant; offline teacher: "

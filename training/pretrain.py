@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -180,16 +181,22 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def load_model(run: Path, which: str = "best") -> tuple[torch.nn.Module, dict]:
-    """The model of a run directory (``best`` by validation loss, or ``last``) and its checkpoint metadata.
+    """The model of a run directory and its checkpoint metadata.
 
-    RL runs have no validation loss: they write ``ckpt_last.pt`` only, which ``best`` then falls back to."""
+    ``which``: ``best`` (by validation loss), ``last``, or ``u<N>``, an RL run's snapshot at validation point N.
+    RL runs have no validation loss: ``best`` falls back to ``ckpt_last.pt`` there."""
+    if which not in ("best", "last") and not re.fullmatch(r"u\d+", which):
+        raise ValueError(f"checkpoint {which!r}: expected best, last or u<N> (an RL snapshot, e.g. u60)")
     path = Path(run) / f"ckpt_{which}.pt"
     if which == "best" and not path.exists():
         path = Path(run) / "ckpt_last.pt"
+    if not path.exists():
+        have = sorted(p.stem[len("ckpt_"):] for p in Path(run).glob("ckpt_*.pt"))
+        raise FileNotFoundError(f"{path}: no such checkpoint (this run has: {', '.join(have) or 'none'})")
     ckpt = load_checkpoint(path)
     model = build_model(ckpt["kind"], ModelConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
-    return model.eval(), ckpt
+    return model.eval(), {**ckpt, "file": path.name}
 
 
 def plot_curves(log_path: Path, png: Path) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -368,6 +369,17 @@ class Trainer:
     def save(self) -> None:
         save_checkpoint(self.out / "ckpt_last.pt", self.policy, self.actor_opt, self.update, self.state())
 
+    def save_snapshot(self, val: dict[str, float]) -> None:
+        """The policy alone at a validation point (``ckpt_u<N>.pt``, a tenth of ``ckpt_last``'s size).
+
+        RL curves are not monotone at this scale: a run can peak and then drift. Snapshots let the shipped
+        checkpoint be chosen on the validation curve (``export --checkpoint u<N>``), never on the test split."""
+        meta = {k: v for k, v in self.state().items() if k not in ("critic", "critic_optim", "disc", "disc_optim")}
+        path = self.out / f"ckpt_u{self.update}.pt"
+        tmp = path.with_suffix(".tmp")
+        torch.save({"model": self.policy.state_dict(), "step": self.update, **meta, "val": val}, tmp)
+        os.replace(tmp, path)
+
     def restore(self) -> None:
         ck = load_checkpoint(self.out / "ckpt_last.pt")
         self.policy.load_state_dict(ck["model"])
@@ -499,7 +511,9 @@ def train_rl(cfg: RLConfig, init: Path, teacher: Path, rewards: list[Path], cach
                     row["d_accuracy"] = tr.train_discriminator(ro, rng)
                 row["d_updates"] = tr.d_updates
             if tr.update % cfg.eval_every == 0 or tr.update == stop:
-                row.update(tr.validate())
+                val = tr.validate()
+                row.update(val)
+                tr.save_snapshot(val)
             row["seconds"] = round(time.perf_counter() - t0, 2)
             row["rollout_seconds"] = round(t_rollout, 2)
             log.write(json.dumps(row) + "\n")
