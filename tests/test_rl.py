@@ -153,3 +153,18 @@ def test_the_adversarial_weight_scales_only_the_adversarial_term():
     assert torch.allclose(total_reward(terms, RLConfig()), torch.tensor([1.5, 1.9]))
     assert torch.allclose(total_reward(terms, RLConfig(adv_weight=0.25)), torch.tensor([0.75, 0.4]))
     assert CONFIGS["paper"].adv_weight == 1.0  # the paper's equal weights
+
+
+def test_command_line_overrides_only_the_knobs_it_names():
+    from training.cli import build_parser, rl_config
+
+    base = ["rl", "--config", "cpu", "--init", "i", "--teacher", "t", "--out", "o", "--cache", "c"]
+    plain = rl_config(build_parser().parse_args(base + ["--system", "gapt"]))
+    assert plain == with_system(CONFIGS["cpu"], "gapt")
+    tuned = rl_config(build_parser().parse_args(base + ["--system", "gapt", "--d-lr", "3e-5", "--adv-weight", "1",
+                                                        "--d-phase1", "100", "--actor-lr", "5e-5"]))
+    assert (tuned.d_lr, tuned.adv_weight, tuned.d_phase1, tuned.actor_lr) == (3e-5, 1.0, 100, 5e-5)
+    assert tuned.critic_lr == plain.critic_lr and tuned.entropy == 0.01 and tuned.adversarial
+    no_adv = rl_config(build_parser().parse_args(base + ["--system", "gapt-no-adv", "--adversarial"]))
+    assert no_adv.adversarial and no_adv.entropy == 0.01
+

@@ -80,16 +80,23 @@ def _eval(args: argparse.Namespace) -> None:
     print(f"wrote {Path(args.out) / 'report.md'}, metrics.json and 4 plots in {time.perf_counter() - t0:.1f} s")
 
 
+def rl_config(args: argparse.Namespace):
+    """The named preset, the system's knobs, then whatever the command line overrides (unset flags change nothing)."""
+    from .rl.ppo import CONFIGS, with_system
+
+    return with_system(CONFIGS[args.config], args.system, entropy=args.entropy, updates=args.updates, seed=args.seed,
+                       actor_lr=args.actor_lr, critic_lr=args.critic_lr, adv_weight=args.adv_weight,
+                       d_phase1=args.d_phase1, d_lr=args.d_lr, adversarial=True if args.adversarial else None)
+
+
 def _rl(args: argparse.Namespace) -> None:
     import torch
 
-    from .rl.ppo import CONFIGS, train_rl, with_system
+    from .rl.ppo import train_rl
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = with_system(CONFIGS[args.config], args.system, entropy=args.entropy, updates=args.updates, seed=args.seed,
-                      actor_lr=args.actor_lr, critic_lr=args.critic_lr, adv_weight=args.adv_weight,
-                      d_phase1=args.d_phase1, adversarial=True if args.adversarial else None)
+    cfg = rl_config(args)
     row = train_rl(cfg, Path(args.init), Path(args.teacher), [Path(r) for r in args.rewards or []], Path(args.cache),
                    Path(args.out), system=args.system, until=args.until)
     print(json.dumps(row))
@@ -214,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     rl.add_argument("--actor-lr", type=float, help="override the policy's peak learning rate")
     rl.add_argument("--critic-lr", type=float, help="override the critic's peak learning rate")
     rl.add_argument("--adv-weight", type=float, help="override gamma, the adversarial reward's weight")
+    rl.add_argument("--d-lr", type=float, help="override the discriminator's peak learning rate")
     rl.add_argument("--d-phase1", type=int, help="override the updates during which D trains on a fixed cadence")
     rl.add_argument("--until", type=int, help="stop after this update (resume later with the same command)")
     rl.add_argument("--seed", type=int)

@@ -531,4 +531,4 @@ def train_rl(cfg: RLConfig, init: Path, teacher: Path, rewards: list[Path], cach
 def with_system(cfg: RLConfig, system: str, **overrides) -> RLConfig:
     if system not in SYSTEMS:
         raise ValueError(f"unknown RL system {system!r}; choose {', '.join(SYSTEMS)}")
-    return replace(cfg, **SYSTEMS[system], **{k: v for k, v in overrides.items() if v is not None})
+    return replace(cfg, **{**SYSTEMS[system], **{k: v for k, v in overrides.items() if v is not None}})
