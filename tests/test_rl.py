@@ -54,7 +54,7 @@ def test_a_ppo_run_changes_the_policy_and_logs_every_term(gapt_run, tiny_run):
     assert (gapt_run / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_every_validation_point_keeps_a_policy_snapshot_that_loads_by_name(gapt_run):
+def test_every_validation_point_keeps_a_policy_snapshot_that_loads_by_name(gapt_run, tmp_path):
     rows = {r["update"]: r for r in map(json.loads, (gapt_run / "log.jsonl").read_text().splitlines())}
     assert sorted(p.name for p in gapt_run.glob("ckpt_u*.pt")) == ["ckpt_u2.pt", "ckpt_u3.pt"]  # eval_every 2, end
     mid, ckpt = load_model(gapt_run, "u2")
@@ -68,6 +68,11 @@ def test_every_validation_point_keeps_a_policy_snapshot_that_loads_by_name(gapt_
         load_model(gapt_run, "u7")
     with pytest.raises(ValueError, match="expected best, last or u<N>"):
         load_model(gapt_run, "latest")
+    from training.export import export_bundle
+
+    card = export_bundle(gapt_run, "gapt-u2", tmp_path, which="u2")["training"]
+    assert (card["stage"], card["steps"], card["checkpoint"]) == ("rl:gapt", 2, "ckpt_u2.pt")
+    assert card["rl"]["adversarial"] and card["rl"]["entropy"] == 0.01 and card["val"] == ckpt["val"]
 
 
 def test_runs_side_by_side_plot_even_a_short_run(gapt_run, tmp_path):

@@ -282,7 +282,8 @@ def write_card(path: Path, name: str, onnx_file: Path, model: nn.Module, ckpt: d
                  "inputs": list(kind.inputs), "outputs": list(kind.outputs), "max_abs_logit_diff_vs_torch": max_diff},
         "training": {"stage": ckpt.get("stage", "mle"), "steps": ckpt.get("step"), "checkpoint": ckpt.get("file"),
                      "recipe": ckpt.get("recipe"),
-                     "mix": ckpt.get("mix"), "best_val": ckpt.get("best_val"), "val": ckpt.get("val")},
+                     "mix": ckpt.get("mix"), "best_val": ckpt.get("best_val"), "val": ckpt.get("val"),
+                     "rl": ckpt.get("rl_config"), "init_steps": ckpt.get("init_step")},
         "data": [{"source": s, "license": DATA_LICENSES.get(s, "unknown")} for s in sources],
         "evaluation": {},
     }
