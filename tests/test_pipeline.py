@@ -5,6 +5,7 @@ import time
 
 from app.engine.bundle import load_bundle
 from training.pipeline import PRESETS, run_pipeline
+from training.rl.ppo import select_snapshot
 
 
 def test_the_smoke_pipeline_makes_loadable_bundles_and_resumes(small_cache, tmp_path):
@@ -27,6 +28,10 @@ def test_the_smoke_pipeline_makes_loadable_bundles_and_resumes(small_cache, tmp_
     fixed = metrics["protocols"]["fixed"]["gapt"]["harmony"]["mean"]
     assert card["evaluation"]["test"]["harmony"] == fixed and card["description"].startswith("GAPT")
     assert "| `gapt` |" in (out / "models" / "TABLE.md").read_text()
+    # gapt ships the snapshot its validation curve chose; the others their last update
+    chosen = select_snapshot(out / "runs" / "rl-gapt")
+    assert card["training"]["checkpoint"] == ("ckpt_last.pt" if chosen == "last" else f"ckpt_{chosen}.pt")
+    assert json.loads((out / "models" / "realchords.json").read_text())["training"]["checkpoint"] == "ckpt_last.pt"
     # a second run finds every stage done and does nothing
     t0 = time.perf_counter()
     again = run_pipeline("smoke", data=tmp_path / "unused", out=out, cache=cache)

@@ -12,7 +12,7 @@ from training.models.transformer import preset
 from training.pretrain import load_checkpoint, load_model
 from training.rl.ppo import (
     CONFIGS, RLConfig, chord_masks, entropy_of, gae, kl_to_teacher, masked_logprobs, plot_systems, schedule_fires,
-    total_reward, train_rl, with_system,
+    select_snapshot, total_reward, train_rl, with_system,
 )
 
 
@@ -172,4 +172,21 @@ def test_command_line_overrides_only_the_knobs_it_names():
     assert tuned.critic_lr == plain.critic_lr and tuned.entropy == 0.01 and tuned.adversarial
     no_adv = rl_config(build_parser().parse_args(base + ["--system", "gapt-no-adv", "--adversarial"]))
     assert no_adv.adversarial and no_adv.entropy == 0.01
+
+
+def test_snapshot_selection_keeps_diversity_and_reads_only_validation(tmp_path):
+    rows = [{"update": 0, "val_harmony": 0.35, "val_vendi": 14.0}, {"update": 5, "kl": 0.1},
+            {"update": 10, "val_harmony": 0.41, "val_vendi": 19.0}, {"update": 20, "val_harmony": 0.44, "val_vendi": 17.0},
+            {"update": 30, "val_harmony": 0.47, "val_vendi": 7.0}]  # the best harmony, but collapsed
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for u in (10, 20, 30):
+        (tmp_path / f"ckpt_u{u}.pt").write_bytes(b"")
+    assert select_snapshot(tmp_path) == "u20"
+    assert select_snapshot(tmp_path, min_vendi_ratio=1.3) == "u10"  # 19 >= 18.2; 17 is not
+    assert select_snapshot(tmp_path, min_vendi_ratio=2.0) == "last"
+    (tmp_path / "ckpt_u20.pt").unlink()  # a snapshot that is gone cannot be chosen
+    assert select_snapshot(tmp_path) == "u10"
+    (tmp_path / "log.jsonl").write_text(json.dumps(rows[2]) + "\n")
+    with pytest.raises(ValueError, match="no update-0 validation row"):
+        select_snapshot(tmp_path)
 

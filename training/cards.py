@@ -66,7 +66,9 @@ def models_table(models_dir: Path) -> str:
         t, o = ev.get("test"), ev.get("ood")
         train = card.get("training", {})
         steps = train.get("steps")
-        what = f"{train.get('stage', '?')}" + (f", {steps} steps" if steps else "")
+        stage = train.get("stage", "?")
+        unit = "PPO updates" if stage.startswith("rl") else "steps"
+        what = stage + (f", {steps} {unit}" if steps else "")
         params = card.get("model", {}).get("parameters")
         rows.append(f"| `{card['name']}` | {card.get('role', 'online_policy')} | "
                     f"{params / 1e6:.1f}M | {what} | " if params else f"| `{card['name']}` | - | - | {what} | ")

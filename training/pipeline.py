@@ -31,6 +31,9 @@ class PipelineConfig:
     eval_songs: int
     melody_agent: bool = True
     systems: tuple[str, ...] = ("realchords", "gapt-no-adv", "gapt")
+    # systems whose shipped checkpoint is chosen on the validation curve (rl.ppo.select_snapshot); the others ship
+    # their last update, as in the paper's comparison
+    early_stopped: tuple[str, ...] = ("gapt",)
     build_limit: int | None = None  # songs per source (smoke runs)
 
 
@@ -50,7 +53,7 @@ DESCRIPTIONS = {  # the line a musician reads in the model picker
     "online-mle": "Online MLE: the chord policy after pretraining only (no RL); varied, often off the melody",
     "realchords": "ReaLchords: RL with coherence rewards and a KL to the teacher; fits the melody better, few chords",
     "gapt-no-adv": "GAPT without the discriminator (RL + entropy bonus): best harmony of the shipped models, few chords",
-    "gapt": "GAPT: RL with coherence rewards and a co-evolving discriminator that rewards data-like chords",
+    "gapt": "GAPT: RL with coherence rewards plus a co-evolving discriminator; more chord variety than the other RL models",
     "offline-teacher": "Offline teacher (sees the whole melody): fills the listen-first intro's context chords",
 }
 
@@ -70,7 +73,7 @@ def stages(cfg: PipelineConfig, data: Path, out: Path, cache: Path) -> list[Stag
     from .export import export_bundle
     from .pretrain import RECIPES as PRE, pretrain, with_overrides
     from .rewards import recipe_for, train_reward
-    from .rl.ppo import CONFIGS, train_rl, with_system
+    from .rl.ppo import CONFIGS, select_snapshot, train_rl, with_system
 
     runs = out / "runs"
     out_models = out / "models"
@@ -98,7 +101,9 @@ def stages(cfg: PipelineConfig, data: Path, out: Path, cache: Path) -> list[Stag
 
     def export_all() -> None:  # as shipped: the policies' weights stored in fp16, the teacher int8 if it can
         for name, run in bundles.items():
-            export_bundle(run, name, out_models, int8=name == "offline-teacher", fp16=name != "offline-teacher")
+            which = select_snapshot(run) if name in cfg.early_stopped else "best"
+            export_bundle(run, name, out_models, int8=name == "offline-teacher", fp16=name != "offline-teacher",
+                          which=which)
 
     steps.append(Stage("export", export_all))
     # the bundles themselves are evaluated, so the figures in their cards are the shipped files' figures
