@@ -41,7 +41,9 @@ def test_a_ppo_run_changes_the_policy_and_logs_every_term(gapt_run, tiny_run):
     rows = [json.loads(line) for line in (gapt_run / "log.jsonl").read_text().splitlines()]
     assert [r["update"] for r in rows] == [0, 1, 2, 3]
     start, rows = rows[0], rows[1:]
-    assert set(start) == {"update", "val_harmony", "val_vendi", "val_chord_entropy"}  # the MLE policy's point
+    # the MLE policy's point; Vendi also on the contrastive reward model's chord embedding, the evaluation's measure
+    assert set(start) == {"update", "val_harmony", "val_vendi", "val_chord_entropy", "val_vendi_emb"}
+    assert 1.0 <= start["val_vendi_emb"] <= 4  # 4 validation songs: Vendi lies between 1 and N
     terms = {k for k in rows[0] if k.startswith("r_")}
     assert {"r_penalty_invalid", "r_penalty_silence", "r_penalty_early_stop", "r_penalty_repetition",
             "r_adversarial"} <= terms
@@ -186,6 +188,12 @@ def test_snapshot_selection_keeps_diversity_and_reads_only_validation(tmp_path):
     assert select_snapshot(tmp_path, min_vendi_ratio=2.0) == "last"
     (tmp_path / "ckpt_u20.pt").unlink()  # a snapshot that is gone cannot be chosen
     assert select_snapshot(tmp_path) == "u10"
+    # where the run logged the evaluation's embedding Vendi, that one decides
+    for r, emb in zip([rows[0], rows[2], rows[3], rows[4]], (10.0, 8.0, 9.5, 9.8)):
+        r["val_vendi_emb"] = emb
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "ckpt_u20.pt").write_bytes(b"")
+    assert select_snapshot(tmp_path) == "u30"  # 9.8 >= 9.0 and the best harmony; u10's 8.0 is out
     (tmp_path / "log.jsonl").write_text(json.dumps(rows[2]) + "\n")
     with pytest.raises(ValueError, match="no update-0 validation row"):
         select_snapshot(tmp_path)

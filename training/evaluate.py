@@ -134,9 +134,9 @@ class ChordEmbedder:
     """Chord-sequence embeddings for the Vendi score: the contrastive reward model's chord encoder (GAPT B.3), or
     the model-free chord-bigram histogram when no model is given."""
 
-    def __init__(self, contrastive_run: Path | None = None) -> None:
-        self.model = None
-        self.name = "chord-bigram histogram (model-free)"
+    def __init__(self, contrastive_run: Path | None = None, model: torch.nn.Module | None = None) -> None:
+        self.model = model
+        self.name = "chord-bigram histogram (model-free)" if model is None else "chord encoder of a contrastive model"
         if contrastive_run is not None:
             from .models.rewards import ContrastiveReward, load_reward
 

@@ -216,6 +216,12 @@ class Trainer:
             raise ValueError(f"--teacher {teacher}: holds a {tck['kind']} model, not the offline teacher")
         self.teacher.requires_grad_(False)
         self.rewards = RewardEnsemble(rewards) if rewards else None
+        # validation Vendi also on the contrastive reward model's chord embedding, when the ensemble has one
+        from ..evaluate import ChordEmbedder
+        from ..models.rewards import ContrastiveReward
+
+        encoders = [m for m in (self.rewards.models.values() if self.rewards else []) if isinstance(m, ContrastiveReward)]
+        self.val_embedder = ChordEmbedder(model=encoders[0]) if encoders else None
         self.actor_opt = torch.optim.AdamW(self.policy.parameters(), lr=cfg.actor_lr, betas=cfg.betas, weight_decay=0)
         self.critic_opt = torch.optim.AdamW(self.critic.parameters(), lr=cfg.critic_lr, betas=cfg.betas,
                                             weight_decay=0)
@@ -355,9 +361,13 @@ class Trainer:
                            (mel.numpy() - T.NOTE_HOLD) % T.N_PITCHES, -1)
         idx = [chord_indices(c) for c in chords]
         harmony = [r for r in (note_in_chord(p, c) for p, c in zip(pitches, idx)) if r is not None]
-        emb = np.stack([D.bigram_embedding(c, o >= T.CHORD_ON) for c, o in zip(idx, chords)])
-        return {"val_harmony": float(np.mean(harmony)), "val_vendi": D.vendi_score(emb),
-                "val_chord_entropy": D.chord_symbol_entropy(idx)}
+        onsets = [o >= T.CHORD_ON for o in chords]
+        emb = np.stack([D.bigram_embedding(c, o) for c, o in zip(idx, onsets)])
+        row = {"val_harmony": float(np.mean(harmony)), "val_vendi": D.vendi_score(emb),
+               "val_chord_entropy": D.chord_symbol_entropy(idx)}
+        if self.val_embedder is not None:  # the evaluation's own diversity measure (GAPT B.3)
+            row["val_vendi_emb"] = D.vendi_score(self.val_embedder(idx, onsets))
+        return row
 
     # --- checkpoints ------------------------------------------------------------------------------------------
 
@@ -409,7 +419,8 @@ def select_snapshot(run: Path, min_vendi_ratio: float = 0.9) -> str:
     start = next((r for r in val if r["update"] == 0), None)
     if start is None:
         raise ValueError(f"{run}/log.jsonl: no update-0 validation row to measure diversity against")
-    keep = [r for r in val if r["update"] > 0 and r["val_vendi"] >= min_vendi_ratio * start["val_vendi"]
+    key = "val_vendi_emb" if "val_vendi_emb" in start else "val_vendi"  # the evaluation's embedding where logged
+    keep = [r for r in val if r["update"] > 0 and r[key] >= min_vendi_ratio * start[key]
             and (Path(run) / f"ckpt_u{r['update']}.pt").exists()]
     return f"u{max(keep, key=lambda r: r['val_harmony'])['update']}" if keep else "last"
 
