@@ -454,8 +454,13 @@ def plot_rl(log_path: Path, png: Path) -> None:
         ax.plot([r["update"] for r in val], [r["val_harmony"] for r in val], "o-", color="C0", label="harmony")
         ax.set_ylabel("note-in-chord")
         ax2 = ax.twinx()
-        ax2.plot([r["update"] for r in val], [r["val_vendi"] for r in val], "s-", color="C1", label="Vendi")
+        ax2.plot([r["update"] for r in val], [r["val_vendi"] for r in val], "s-", color="C1", label="Vendi (bigrams)")
+        emb = [r for r in val if "val_vendi_emb" in r]
+        if emb:
+            ax2.plot([r["update"] for r in emb], [r["val_vendi_emb"] for r in emb], "^--", color="C2",
+                     label="Vendi (contrastive embedding)")
         ax2.set_ylabel("Vendi")
+        ax2.legend(fontsize=7, loc="lower right")
         ax.set_title("validation: harmony (o) and diversity (s)")
     for ax in axes.flat:
         ax.set_xlabel("PPO update")
