@@ -166,9 +166,11 @@ def autocast(device: torch.device):
 
 
 def save_checkpoint(path: Path, model, opt, step: int, meta: dict) -> None:
+    """``opt`` None: the weights alone (an RL snapshot), not resumable."""
     raw = model.module if hasattr(model, "module") else model
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": raw.state_dict(), "optim": opt.state_dict(), "step": step, **meta}, tmp)
+    optim = {} if opt is None else {"optim": opt.state_dict()}
+    torch.save({"model": raw.state_dict(), **optim, "step": step, **meta}, tmp)
     os.replace(tmp, path)  # never a half-written checkpoint, even when killed mid-save
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -220,7 +219,8 @@ class Trainer:
         from ..evaluate import ChordEmbedder
         from ..models.rewards import ContrastiveReward
 
-        encoders = [m for m in (self.rewards.models.values() if self.rewards else []) if isinstance(m, ContrastiveReward)]
+        members = self.rewards.models.values() if self.rewards else []
+        encoders = [m for m in members if isinstance(m, ContrastiveReward)]
         self.val_embedder = ChordEmbedder(model=encoders[0]) if encoders else None
         self.actor_opt = torch.optim.AdamW(self.policy.parameters(), lr=cfg.actor_lr, betas=cfg.betas, weight_decay=0)
         self.critic_opt = torch.optim.AdamW(self.critic.parameters(), lr=cfg.critic_lr, betas=cfg.betas,
@@ -389,10 +389,7 @@ class Trainer:
         RL curves are not monotone at this scale: a run can peak and then drift. Snapshots let the shipped
         checkpoint be chosen on the validation curve (``export --checkpoint u<N>``), never on the test split."""
         meta = {k: v for k, v in self.state().items() if k not in ("critic", "critic_optim", "disc", "disc_optim")}
-        path = self.out / f"ckpt_u{self.update}.pt"
-        tmp = path.with_suffix(".tmp")
-        torch.save({"model": self.policy.state_dict(), "step": self.update, **meta, "val": val}, tmp)
-        os.replace(tmp, path)
+        save_checkpoint(self.out / f"ckpt_u{self.update}.pt", self.policy, None, self.update, {**meta, "val": val})
 
     def restore(self) -> None:
         ck = load_checkpoint(self.out / "ckpt_last.pt")
