@@ -77,6 +77,16 @@ def test_every_validation_point_keeps_a_policy_snapshot_that_loads_by_name(gapt_
     assert card["rl"]["adversarial"] and card["rl"]["entropy"] == 0.01 and card["val"] == ckpt["val"]
 
 
+def test_the_evaluator_loads_a_snapshot_by_name(gapt_run):
+    from training.data.cache import DataError
+    from training.evaluation.systems import load_system
+
+    mid, last = load_system("mid", f"{gapt_run}@u2").model, load_system("end", str(gapt_run)).model
+    assert any(not torch.equal(a, b) for a, b in zip(mid.state_dict().values(), last.state_dict().values()))
+    with pytest.raises(DataError, match=r"--system bad=.*@u7: .*ckpt_u7\.pt: no such checkpoint"):
+        load_system("bad", f"{gapt_run}@u7")
+
+
 def test_runs_side_by_side_plot_even_a_short_run(gapt_run, tmp_path):
     plot_systems({"gapt": gapt_run, "again": gapt_run}, tmp_path / "rl.png")
     assert (tmp_path / "rl.png").read_bytes()[:4] == b"\x89PNG"

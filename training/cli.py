@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = stages.add_parser("eval", help="compare chord systems on held-out melodies")
     ev.add_argument("--system", action="append", required=True,
-                    help="NAME=RUN_DIR, NAME=BUNDLE(.json) or NAME=baseline:tonic|online-key|frequent|random (repeatable)")
+                    help="NAME=RUN_DIR[@best|last|uN], NAME=BUNDLE(.json) or NAME=baseline:tonic|online-key|frequent|random (repeatable)")
     ev.add_argument("--cache", required=True)
     ev.add_argument("--split", default="test", choices=["valid", "test", "ood"])
     ev.add_argument("--n", type=int, help="at most this many songs")

@@ -58,7 +58,8 @@ class System:
 
 
 def load_system(name: str, spec: str) -> System:
-    """``spec``: a run folder, a bundle (``.json`` / ``.onnx`` / name), ``baseline:NAME`` or ``truth``."""
+    """``spec``: a run folder (``RUN@best|last|u<N>`` picks a checkpoint), a bundle (``.json`` / ``.onnx`` / name),
+    ``baseline:NAME`` or ``truth``."""
     if spec == "truth":
         return System(name, spec, "truth")
     if spec.startswith("baseline:"):
@@ -66,13 +67,17 @@ def load_system(name: str, spec: str) -> System:
         if base not in BASELINES:
             raise DataError(f"--system {name}={spec}: unknown baseline (choose {', '.join(BASELINES)})")
         return System(name, spec, "baseline")
-    path = Path(spec)
+    run, _, which = spec.partition("@")  # RUN_DIR@u20: an RL snapshot, so snapshots are compared without exporting
+    path = Path(run)
     if path.is_dir():
         if not any((path / f).is_file() for f in ("ckpt_best.pt", "ckpt_last.pt")):
             raise DataError(f"--system {name}={spec}: no ckpt_best.pt or ckpt_last.pt in {path} (not a training run?)")
         from ..pretrain import load_model
 
-        model, ckpt = load_model(path)
+        try:
+            model, ckpt = load_model(path, which or "best")
+        except (ValueError, FileNotFoundError) as e:
+            raise DataError(f"--system {name}={spec}: {e}") from e
         if ckpt["kind"] == "melody":
             raise DataError(f"--system {name}={spec}: a melody agent is not a chord system")
         return System(name, spec, ckpt["kind"], model)
