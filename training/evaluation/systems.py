@@ -81,7 +81,8 @@ def load_system(name: str, spec: str) -> System:
         if ckpt["kind"] == "melody":
             raise DataError(f"--system {name}={spec}: a melody agent is not a chord system")
         return System(name, spec, ckpt["kind"], model)
-    card = path if path.suffix == ".json" else path.with_suffix(".json")
+    bundle = Path(spec)  # the whole spec: "@" only names a checkpoint of a run folder
+    card = bundle if bundle.suffix == ".json" else bundle.with_suffix(".json")
     if card.is_file():
         from app.engine.bundle import BundleError
 
