@@ -13,10 +13,12 @@ import statistics
 import sys
 import time
 
+from .engine import steering
 from .engine.bundle import BundleError, load_bundle, resolve_model, shipped_bundles, shipped_teacher
+from .engine.options import add_plan_arguments
 
 
-USER_ERRORS = {"BundleError", "MidiFileError", "RenderError", "SoundfontNotFound", "PortError", "JournalError"}
+USER_ERRORS = {"SteeringError", "BundleError", "MidiFileError", "RenderError", "SoundfontNotFound", "PortError", "JournalError"}
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -134,11 +136,12 @@ def _bench(args: argparse.Namespace) -> int:
     """Per-frame planning cost on a simulated clock at the given settings."""
     import numpy as np
 
-    from .engine.planner import Planner, PlanSettings
+    from .engine.options import plan_from_args
+    from .engine.planner import Planner
     from .engine.policy import OnnxPolicy
 
     policy = OnnxPolicy(load_bundle(resolve_model(args.model)), threads=args.threads)
-    settings = PlanSettings(lookahead_beats=args.lookahead, commit_beats=args.commit, listen_beats=0, seed=0)
+    settings = plan_from_args(args)
     planner = Planner(policy, settings)
     rng = np.random.default_rng(0)
     pitch, times, calls, idle = -1, [], [], []
@@ -154,6 +157,7 @@ def _bench(args: argparse.Namespace) -> int:
     frame_ms = 60_000 / (args.bpm * 4)
     med, p99 = statistics.median(times), float(np.percentile(times, 99))
     print(f"model {policy.bundle.name}, {args.frames} frames, lookahead {args.lookahead} beats, commit {args.commit}, "
+          f"steering {args.steer}{' (with overrides)' if settings.steer != steering.PRESETS[args.steer] else ''}, "
           f"{args.threads} thread(s)")
     print(f"planning per frame: median {med:.2f} ms, p99 {p99:.2f} ms, max {max(times):.2f} ms; "
           f"{statistics.mean(calls):.2f} model calls per frame")
@@ -214,7 +218,7 @@ def _jam(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .engine.live import JamSession, JamSettings
-    from .engine.planner import PlanSettings
+    from .engine.options import plan_from_args
     from .engine.policy import OnnxPolicy
     from .midi import MidiInput
     from .recording import Recorder
@@ -235,8 +239,7 @@ def _jam(args: argparse.Namespace) -> int:
         bundle = load_bundle(resolve_model(args.model))
         policy = OnnxPolicy(bundle, threads=args.threads)
         teacher = _load_teacher(args)
-        plan = PlanSettings(lookahead_beats=args.lookahead, commit_beats=args.commit, listen_beats=args.listen,
-                            temperature=args.temperature, seed=args.seed)
+        plan = plan_from_args(args)
         settings = JamSettings(bpm=args.bpm or 100.0, meter=args.meter, count_in_bars=args.count_in, plan=plan)
         sinks, ports, closers = _open_outputs(args)
         record = Path(args.record) if args.record else None
@@ -279,11 +282,10 @@ def _jam(args: argparse.Namespace) -> int:
 
 
 def _rejam(args: argparse.Namespace) -> int:
-    from .engine.planner import PlanSettings
+    from .engine.options import plan_from_args
     from .engine.rejam import rejam
 
-    settings = PlanSettings(lookahead_beats=args.lookahead, commit_beats=args.commit, listen_beats=args.listen,
-                            temperature=args.temperature, seed=args.seed)
+    settings = plan_from_args(args)
     r = rejam(args.melody, args.model, args.output, settings, bpm=args.bpm, track=args.track,
               teacher=_load_teacher(args))
     print(f"wrote {r.out} (+ {r.out.with_suffix('.json').name}): {r.frames} frames, {r.chords} chords; planning "
@@ -302,11 +304,7 @@ def _render(args: argparse.Namespace) -> int:
 def _add_plan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="a shipped model name or a bundle path (default: gapt, else the best shipped)")
     p.add_argument("--bpm", type=float, help="tempo (default: the file's, else 120)")
-    p.add_argument("--lookahead", type=float, default=4, help="beats planned ahead")
-    p.add_argument("--commit", type=float, default=4, help="beats of the plan that are frozen")
-    p.add_argument("--listen", type=float, default=8, help="beats the player plays alone first")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
+    add_plan_arguments(p)
     p.add_argument("--teacher", help="offline-teacher bundle that fills the intro's context chords (default: the "
                                      "shipped teacher, if any; 'none': off)")
 
@@ -363,9 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--model", help="a shipped model name or a bundle path (default: as for jam)")
     b.add_argument("--frames", type=int, default=2000)
     b.add_argument("--bpm", type=float, default=120)
-    b.add_argument("--lookahead", type=float, default=4)
-    b.add_argument("--commit", type=float, default=4)
     b.add_argument("--threads", type=int, default=1)
+    add_plan_arguments(b, listen=0)
     b.set_defaults(func=_bench)
     return p
 

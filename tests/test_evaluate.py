@@ -125,3 +125,48 @@ def test_cards_take_the_reports_figures(report, tiny_bundle, tmp_path, capsys):
     assert f"{fixed['bundle']['harmony']['mean']:.3f}" in capsys.readouterr().out
     assert main(["card", "--bundle", str(card), "--report", str(report / "metrics.json"), "--system", "nope"]) == 2
     assert "no system 'nope'" in capsys.readouterr().err
+
+
+def test_the_live_protocol_plays_bundles_through_the_engine_and_reports_what_is_heard(small_cache, tiny_bundle,
+                                                                                      tmp_path):
+    out = tmp_path / "live"
+    code = main(["eval", "--cache", str(small_cache[0].path), "--split", "test", "--n", "3", "--out", str(out),
+                 "--protocol", "live", "--teacher", "none", "--listen", "4", "--rhythm", "bar",
+                 "--system", f"b={tiny_bundle}", "--system", "key=baseline:online-key"])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["protocols"]) == {"live"} and metrics["live"]["measured_from_frame"] == 16
+    live = metrics["protocols"]["live"]
+    assert list(live) == ["ground truth", "b", "key"]
+    b = live["b"]
+    assert b["plan"]["steer"]["rhythm"] == "bar" and "plan" not in live["key"]
+    assert b["offbeat_onsets"] == 0.0  # the bar grid: no chord is struck off the beat ...
+    assert b["changes_per_bar"] <= 1.0  # ... and it changes at most once a bar
+    for m in live.values():
+        assert 0.0 <= m["out_of_key"] <= 1.0 and m["mean_chord_beats"] > 0
+    text = (out / "report.md").read_text()
+    assert "As heard (the live engine)" in text and "changes/bar (x truth)" in text and "listen-first 4 beats" in text
+
+
+def test_the_live_protocol_is_the_app_engine_song_for_song(small_cache, tiny_bundle):
+    """Each song's chords in the report are exactly what the app's planner plays for that melody and seed."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from app.engine.planner import Planner, PlanSettings
+    from app.engine.simulate import simulate
+    from training.evaluate import LiveProtocol, fixed_songs, run_live, select_songs
+    from training.evaluation.systems import load_system
+
+    cache = small_cache[0]
+    songs = fixed_songs(cache, select_songs(cache, "test", 2))
+    system = load_system("b", str(tiny_bundle))
+    plan = PlanSettings(listen_beats=0)
+    out = run_live(system, songs, 7, LiveProtocol(plan))
+    for i, f in enumerate(songs.frames):
+        planner = Planner(system.model.app_policy, replace(plan, seed=7 + i, bar_beats=songs.bar_frames(i) / 4,
+                                                           downbeat_frame=songs.downbeat_frame(i)))
+        jam = simulate(planner, [(int(p), bool(o)) for p, o in zip(f.melody, f.melody_onset)])
+        chords = [planner.vocab.chord_info[t]["chord"] if t in planner.vocab.chord_info else -1 for t in jam.chords]
+        assert np.array_equal(out.chords[i], chords)

@@ -20,6 +20,7 @@ import pytest  # noqa: E402
 pytest.importorskip("pytestqt")
 from PySide6.QtCore import QSettings, Qt  # noqa: E402
 
+from app.engine import steering  # noqa: E402
 from app.gui.computer_keyboard import ComputerKeyboard  # noqa: E402
 from app.gui.demo import demo_events  # noqa: E402
 from app.gui.devices import light_state  # noqa: E402
@@ -126,6 +127,7 @@ def test_a_jam_is_started_played_from_the_computer_keyboard_and_stopped(qtbot, m
     w._tick_view()
     assert w.view_state is not None and w.view_state.position > 0
     assert w.banner.counter.text().startswith("bar ")
+    assert w.banner.key.text().endswith(("major", "minor"))  # the key the steering hears, next to the chord
     summary, saved = stop(qtbot, w)
     assert summary["frames"] >= 16
     assert melody_pitches(saved) == [60, 64, 48]  # the notes played, in order, in the saved file
@@ -211,6 +213,9 @@ def test_settings_survive_a_restart_of_the_window(qtbot, make_window, env):
     t.lookahead.setValue(2.5)
     t.commit.setValue(1.5)
     t.temperature.setValue(0.8)
+    t.style.setCurrentIndex(t.style.findData("safe"))
+    t.rhythm.setCurrentIndex(t.rhythm.findData("bar"))
+    t.key.setCurrentIndex(t.key.findData("Am"))
     z = t.model.findData(str(Path(os.environ["COMPER_MODELS"]) / "tiny-z.json"))
     t.model.setCurrentIndex(z)
     t.model.activated.emit(z)
@@ -233,6 +238,11 @@ def test_settings_survive_a_restart_of_the_window(qtbot, make_window, env):
     assert d2.volumes["bass"].value() == 40 and not d2.synth_on.isChecked() and not w2.synth.enabled
     assert d2.output_combo.currentData() == "Some Synth" and "not connected" in d2.output_combo.currentText()
     assert w2.jam_config().settings.meter == (3, 4)
+    assert (t2.style.currentData(), t2.rhythm.currentData(), t2.key.currentData()) == ("safe", "bar", "Am")
+    assert w2.jam_config().settings.plan.steer == steering.compose("safe", "bar", "Am")
+    t2.style.setCurrentIndex(t2.style.findData("off"))  # the raw policy: rhythm and key mean nothing then
+    assert not t2.rhythm.isEnabled() and not t2.key.isEnabled()
+    assert w2.jam_config().settings.plan.steer == steering.STEER_OFF
 
 
 def test_with_no_midi_and_no_audio_device_the_app_says_so_and_the_keys_play(qtbot, make_window, monkeypatch):
@@ -362,8 +372,12 @@ def test_settings_fall_back_to_defaults_for_values_that_make_no_sense(tmp_path):
     store.setValue("metronome", "sometimes")
     store.setValue("octave", 42)
     store.setValue("synth_on", "false")
+    store.setValue("steer_style", "reckless")
+    store.setValue("steer_rhythm", "every third beat")
+    store.setValue("steer_key", "H minor")
     s = load_settings(store)
     assert (s.bpm, s.metronome, s.octave, s.synth_on) == (100.0, "count-in", 8, False)
+    assert (s.steer_style, s.steer_rhythm, s.steer_key) == (steering.DEFAULT_PRESET, "auto", "auto")
     s.meter = "3/4"
     save_settings(s, store)
     again = load_settings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))

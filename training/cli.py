@@ -71,13 +71,36 @@ def _eval(args: argparse.Namespace) -> None:
         if not base_path.exists():
             raise DataError(f"--add-to {args.add_to}: no metrics.json there")
         base = json.loads(base_path.read_text())
+    live = None
+    if args.protocol == "live":
+        from app.engine.options import plan_from_args
+
+        from .evaluate import LiveProtocol
+
+        try:
+            plan = plan_from_args(args)
+        except ValueError as e:
+            raise DataError(str(e)) from e
+        live = LiveProtocol(plan, _live_teacher(args.teacher))
     result = evaluate(systems, Path(args.cache), args.split, args.n, args.seed, args.temperature,
                       Path(args.melody_agent) if args.melody_agent else None,
-                      Path(args.embedding) if args.embedding else None)
+                      Path(args.embedding) if args.embedding else None, live=live)
     if base is not None:
         result = merge_results(base, result, f"--add-to {args.add_to}")
     write_report(result, Path(args.out))
     print(f"wrote {Path(args.out) / 'report.md'}, metrics.json and 4 plots in {time.perf_counter() - t0:.1f} s")
+
+
+def _live_teacher(spec: str | None) -> Path | None:
+    """The intro-fill teacher for the live protocol: a bundle path or name, 'none', or the shipped one."""
+    from app.engine.bundle import resolve_model, shipped_teacher
+
+    if spec == "none":
+        return None
+    if spec:
+        return Path(resolve_model(spec))
+    bundle = shipped_teacher()
+    return bundle.card_path if bundle else None
 
 
 def rl_config(args: argparse.Namespace):
@@ -202,6 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--add-to", help="an earlier report folder: evaluate only these systems with its settings and "
                                      "write the combined report (each system has its own seeded sampler)")
     ev.add_argument("--out", required=True)
+    ev.add_argument("--protocol", default="fixed", choices=["fixed", "live"],
+                    help="fixed: the free-running policy (and the tritone protocol); live: every song through the "
+                         "app's engine as `comper rejam` plays it, with the planning and steering flags below")
+    ev.add_argument("--teacher", help="live protocol: the intro-fill teacher bundle (default: the shipped one; 'none')")
+    from app.engine.options import add_plan_arguments
+
+    add_plan_arguments(ev, has_seed_and_temperature=True)
     ev.set_defaults(func=_eval)
 
     from .rl.ppo import CONFIGS as RL_CONFIGS, SYSTEMS as RL_SYSTEMS

@@ -5,7 +5,12 @@ Protocols, all strictly online for online policies (chord t sees melody < t only
 * ``fixed``: the first 256 frames of N songs of the split (test, or OpenEWLD for ``ood``);
 * ``tritone``: the same melodies transposed up 6 semitones from beat 16 on; the per-beat harmony curve shows
   how fast each system follows (the ground truth is transposed with the melody: the ceiling);
-* ``jam``: each online policy improvising with the learned melody agent (``--melody-agent RUN``), no data.
+* ``jam``: each online policy improvising with the learned melody agent (``--melody-agent RUN``), no data;
+* ``live`` (``--protocol live``): the same melodies, each bundle run through the app's own engine exactly as
+  ``comper rejam`` runs it (the planner with lookahead / commit / listen-first, the teacher's intro fill and the
+  decode-time steering given on the command line, chord f promised before frame f is heard). The figures are the
+  music a player hears. Every system, the ground truth included, is measured on the frames after the
+  listen-first intro, where Comper plays.
 
 Metrics come from ``training.evaluation`` (harmony, diversity, timing); the diversity embedding is the
 chord encoder of a contrastive reward model (``--embedding RUN``, as in GAPT) or, without one, the model-free
@@ -17,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +34,7 @@ from .data.codec import Frames, melody_tokens, transpose
 from .data.sources import TRAINING_SOURCES
 from .evaluation import diversity as D
 from .evaluation import timing as TM
+from .evaluation.heard import measure_heard
 from .evaluation.harmony import CHORD_PC, beats_to_recover, note_in_chord, per_beat_note_in_chord
 from .evaluation.systems import System, baseline_chords, load_system, most_frequent_chord
 from .generate import chord_indices, generate_jam, generate_offline, generate_online
@@ -44,6 +50,17 @@ class Songs:
 
     frames: list[Frames]
     keys: list[list | None]
+    meters: list[tuple[int, int]] | None = None
+    first_beats: list[float] | None = None  # the score beat of frame 0 (the bar phase)
+
+    def bar_frames(self, i: int) -> int:
+        num, den = self.meters[i] if self.meters else (4, 4)
+        return max(1, int(round(num * 4 / den * 4)))
+
+    def downbeat_frame(self, i: int) -> int:
+        """A frame on a bar line: frame 0 sits ``first_beat`` beats into the score."""
+        first = self.first_beats[i] if self.first_beats else 0.0
+        return int(round(-first * 4)) % self.bar_frames(i)
 
 
 @dataclass
@@ -66,7 +83,9 @@ def select_songs(cache: Cache, split: str, n: int | None) -> list[int]:
 
 def fixed_songs(cache: Cache, ids: list[int]) -> Songs:
     frames = [cache.frames(i).crop(0, min(len(cache.frames(i)), WINDOW)) for i in ids]
-    return Songs(frames, [cache.songs[i].get("key") for i in ids])
+    return Songs(frames, [cache.songs[i].get("key") for i in ids],
+                 [tuple(cache.songs[i].get("meter") or (4, 4)) for i in ids],
+                 [float(cache.songs[i].get("first_beat", 0.0)) for i in ids])
 
 
 def tritone_songs(songs: Songs) -> Songs:
@@ -80,7 +99,7 @@ def tritone_songs(songs: Songs) -> Songs:
             tail.chord_onset[0] = tail.chord[0] >= 0
         out.append(Frames(*(np.concatenate([getattr(head, k), getattr(tail, k)]) for k in
                             ("melody", "melody_onset", "chord", "chord_onset"))))
-    return Songs(out, songs.keys)
+    return Songs(out, songs.keys, songs.meters, songs.first_beats)
 
 
 def run_system(system: System, songs: Songs, seed: int, temperature: float, frequent: int) -> Outputs:
@@ -107,6 +126,51 @@ def run_system(system: System, songs: Songs, seed: int, temperature: float, freq
             chords.append(chord_indices(out[r, :len(f)]))
             onsets.append(out[r, :len(f)] >= T.CHORD_ON)
     return Outputs(mel, mon, chords, onsets)
+
+
+@dataclass(frozen=True)
+class LiveProtocol:
+    """How the app's engine is set up for ``--protocol live``: the plan settings (lookahead, commit, listen-first,
+    temperature, steering; the seed and the meter are set per song) and the intro-fill teacher bundle, if any."""
+
+    plan: object  # app.engine.planner.PlanSettings
+    teacher: Path | None = None
+
+    @property
+    def skip(self) -> int:
+        """Frames of the listen-first intro, left out of every system's figures."""
+        return self.plan.listen
+
+
+def run_live(system: System, songs: Songs, seed: int, live: LiveProtocol) -> Outputs:
+    """Every song through the app's planner on a simulated clock, as ``comper rejam`` plays it."""
+    from dataclasses import replace
+
+    from app.engine.bundle import load_bundle
+    from app.engine.planner import Planner
+    from app.engine.simulate import simulate
+    from app.engine.teacher import OnnxTeacher
+
+    policy = getattr(system.model, "app_policy", None)
+    if system.kind != "online" or policy is None:
+        raise DataError(f"--system {system.name}={system.spec}: the live protocol runs model bundles through the "
+                        f"app's engine; export the run first (comper-train export)")
+    teacher = OnnxTeacher(load_bundle(live.teacher)) if live.teacher else None
+    chords, onsets = [], []
+    for i, f in enumerate(songs.frames):
+        plan = replace(live.plan, seed=seed + i, bar_beats=songs.bar_frames(i) / 4,
+                       downbeat_frame=songs.downbeat_frame(i))
+        intro = teacher.intro_filler(plan.seed, plan.temperature) if teacher is not None else None
+        jam = simulate(Planner(policy, plan, intro=intro),
+                       [(int(p), bool(o)) for p, o in zip(f.melody, f.melody_onset)])
+        tok = np.asarray(jam.chords, np.int64)
+        chords.append(chord_indices(tok))
+        onsets.append(tok >= T.CHORD_ON)
+    return Outputs([f.melody for f in songs.frames], [f.melody_onset for f in songs.frames], chords, onsets)
+
+
+def crop_outputs(out: Outputs, skip: int) -> Outputs:
+    return Outputs(*([x[skip:] for x in getattr(out, k)] for k in ("melody", "melody_onset", "chords", "chord_onset")))
 
 
 def run_jam(system: System, agent, n: int, seed: int, temperature: float) -> Outputs:
@@ -159,8 +223,10 @@ class ChordEmbedder:
                           for a in range(0, len(win), BATCH)]).numpy()
 
 
-def measure(out: Outputs, reference_hist: np.ndarray, seed: int, embedder: ChordEmbedder | None = None) -> dict:
-    """Every metric of one system on one protocol."""
+def measure(out: Outputs, reference_hist: np.ndarray, seed: int, embedder: ChordEmbedder | None = None,
+            songs: Songs | None = None) -> dict:
+    """Every metric of one system on one protocol (``songs``: their keys and meters, for the listener's measures;
+    4/4 and each melody's own key without them)."""
     per_song = [note_in_chord(m, c) for m, c in zip(out.melody, out.chords)]
     counted = [r for r in per_song if r is not None]
     emb = (embedder or ChordEmbedder())(out.chords, out.chord_onset)
@@ -176,8 +242,13 @@ def measure(out: Outputs, reference_hist: np.ndarray, seed: int, embedder: Chord
         v = [x for x in values if x is not None and np.isfinite(x)]
         return float(np.mean(v)) if v else float("nan")
 
+    n = len(out.chords)
+    heard = measure_heard(out.chords, out.chord_onset, out.melody,
+                          songs.keys if songs else [None] * n,
+                          [songs.bar_frames(i) for i in range(n)] if songs else [16] * n)
     return {
         "harmony": {"mean": mean(counted), "ci95": bootstrap_ci(counted, seed), "n": len(counted)},
+        **heard,
         "vendi": D.vendi_score(emb),
         "chord_entropy": max(0.0, D.chord_symbol_entropy(out.chords)),  # clamp -0.0 from float noise
         "chord_length_entropy": max(0.0, D.chord_length_entropy(out.chords, out.chord_onset)),
@@ -195,7 +266,8 @@ def measure(out: Outputs, reference_hist: np.ndarray, seed: int, embedder: Chord
 
 def evaluate(systems: dict[str, str], cache: Cache | Path, split: str = "test", n: int | None = None, seed: int = 0,
              temperature: float = 1.0, melody_agent: Path | None = None, embedding: Path | None = None,
-             log=print) -> dict:
+             live: LiveProtocol | None = None, log=print) -> dict:
+    """``live``: run the ``live`` protocol (the app's engine) instead of ``fixed`` and ``tritone``."""
     cache = cache if isinstance(cache, Cache) else load_cache(cache)
     embedder = ChordEmbedder(embedding)
     loaded = [load_system("ground truth", "truth")] + [load_system(k, v) for k, v in systems.items()]
@@ -204,22 +276,34 @@ def evaluate(systems: dict[str, str], cache: Cache | Path, split: str = "test", 
     reference = TM.pooled_onset_interval_histogram([f.melody_onset for f in fixed.frames],
                                                    [f.chord_onset for f in fixed.frames])
     frequent = most_frequent_chord(cache)
-    protocols = {"fixed": fixed, "tritone": tritone_songs(fixed)}
+    protocols = {"live": fixed} if live else {"fixed": fixed, "tritone": tritone_songs(fixed)}
     result = {"split": split, "songs": len(ids), "seed": seed, "temperature": temperature, "window": WINDOW,
               "diversity_embedding": embedder.name, "protocols": {}, "seconds": {}}
+    if live:
+        result["live"] = {"plan": asdict(live.plan), "teacher": str(live.teacher) if live.teacher else None,
+                          "measured_from_frame": live.skip}
     for pname, songs in protocols.items():
         result["protocols"][pname] = {}
         for system in loaded:
             t0 = time.perf_counter()
-            out = run_system(system, songs, seed, temperature, frequent)
-            m = measure(out, reference, seed, embedder)
+            if pname == "live":
+                live_run = system.kind == "online"
+                out = run_live(system, songs, seed, live) if live_run else run_system(system, songs, seed,
+                                                                                      temperature, frequent)
+                out = crop_outputs(out, live.skip)
+            else:
+                out = run_system(system, songs, seed, temperature, frequent)
+            m = measure(out, reference, seed, embedder, songs)
+            if pname == "live" and system.kind == "online":
+                m["plan"] = asdict(live.plan)
             if pname == "tritone":
                 curve = np.array([np.nan if x is None else x for x in m["per_beat"]])
                 m["beats_to_recover"] = beats_to_recover(curve, CHANGE_BEAT)
             m["seconds"] = round(time.perf_counter() - t0, 2)
             result["protocols"][pname][system.name] = m
             log(f"{pname:<8} {system.name:<22} harmony {m['harmony']['mean']:.3f}  vendi {m['vendi']:.2f}  "
-                f"({m['seconds']:.1f} s)")
+                f"changes/bar {m['changes_per_bar']:.2f}  off-beat {m['offbeat_onsets']:.3f}  "
+                f"out-of-key {m['out_of_key']:.3f}  ({m['seconds']:.1f} s)")
     if melody_agent is not None:
         from .pretrain import load_model
 
@@ -257,6 +341,15 @@ def merge_results(base: dict, extra: dict, where: str = "the report") -> dict:
     return merged
 
 
+def steer_label(steer: dict) -> str:
+    """A steering setting in a table cell: its preset's name, or its knobs."""
+    from app.engine.steering import PRESETS, SteerSettings
+
+    settings = SteerSettings(**steer)
+    name = next((n for n, p in PRESETS.items() if p == settings), None)
+    return name or ", ".join(f"{k} {v}" for k, v in steer.items())
+
+
 def write_report(result: dict, out: Path) -> None:
     from .evaluation import plots
 
@@ -267,33 +360,51 @@ def write_report(result: dict, out: Path) -> None:
              f"{result['songs']} songs, the first {result['window']} frames (64 beats) of each; seed {result['seed']}, "
              f"temperature {result['temperature']}. Online policies are strictly online (chord t sees melody < t). "
              f"Diversity embedding: {result['diversity_embedding']}. Intervals are bootstrap 95% CIs over songs.", ""]
+    if "live" in result:
+        plan = result["live"]["plan"]
+        lines += [f"Protocol `live`: every song through the app's engine as `comper rejam` plays it: lookahead "
+                  f"{plan['lookahead_beats']:g} beats, commit {plan['commit_beats']:g}, listen-first "
+                  f"{plan['listen_beats']:g} beats (measured after them, the ground truth too), intro teacher "
+                  f"{result['live']['teacher'] or 'none'}. Steering per system in the last column.", ""]
     heads = {"fixed": "Fixed melodies", "tritone": "Melody transposed +6 semitones at beat 16",
-             "jam": "Model-model jamming with the melody agent"}
+             "jam": "Model-model jamming with the melody agent", "live": "As heard (the live engine)"}
+    nan = float("nan")
     for pname, systems in result["protocols"].items():
+        truth_cpb = systems.get("ground truth", {}).get("changes_per_bar", nan)
         lines += [f"## {heads.get(pname, pname)}", "",
-                  "| system | harmony (95% CI) | n | Vendi | chord entropy | length entropy | distinct 4-grams | "
-                  "onset EMD x1e3 | silence | pcs/chord | early stop |" + (" beats to recover |" if pname == "tritone" else ""),
-                  "|---" * (10 + (pname == "tritone")) + "|---|"]
+                  "| system | harmony (95% CI) | n | Vendi | chord entropy | changes/bar (x truth) | off-beat onsets | "
+                  "out-of-key time | beats/chord | length entropy | distinct 4-grams | onset EMD x1e3 | silence | "
+                  "pcs/chord | early stop |" + (" beats to recover |" if pname == "tritone" else "")
+                  + (" steering |" if pname == "live" else ""),
+                  "|---" * (15 + (pname == "tritone") + (pname == "live")) + "|"]
         for name, m in systems.items():
             h = m["harmony"]
+            cpb = m.get("changes_per_bar", nan)
             row = (f"| {name} | {h['mean']:.3f} ({h['ci95'][0]:.3f}-{h['ci95'][1]:.3f}) | {h['n']} | {m['vendi']:.2f} | "
-                   f"{m['chord_entropy']:.2f} | {m['chord_length_entropy']:.2f} | {m['distinct_4grams']:.3f} | "
+                   f"{m['chord_entropy']:.2f} | {cpb:.2f} ({cpb / truth_cpb:.2f}) | {m.get('offbeat_onsets', nan):.3f} | "
+                   f"{m.get('out_of_key', nan):.3f} | {m.get('mean_chord_beats', nan):.2f} | "
+                   f"{m['chord_length_entropy']:.2f} | {m['distinct_4grams']:.3f} | "
                    f"{m['onset_interval_emd_x1e3']:.1f} | {m['chord_silence_ratio']:.3f} | "
                    f"{m['pitch_classes_per_chord']:.2f} | {m['early_stop_ratio']:.3f} |")
             if pname == "tritone":
                 rec = m.get("beats_to_recover")
                 row += f" {rec if rec is not None else 'never'} |"
+            if pname == "live":
+                row += f" {steer_label(m['plan']['steer']) if 'plan' in m else '-'} |"
             lines.append(row)
         lines.append("")
     figures = {"harmony_vs_diversity.png": "Harmony vs diversity (fixed melodies)",
                "adaptation.png": "Per-beat harmony, melody +6 semitones at beat 16",
                "chord_frequency.png": "Chord frequencies (fixed melodies)",
                "chord_lengths.png": "Chord lengths (fixed melodies)"}
-    fixed = result["protocols"]["fixed"]
-    plots.harmony_vs_diversity(fixed, out / "harmony_vs_diversity.png", figures["harmony_vs_diversity.png"])
-    plots.adaptation_curves(result["protocols"]["tritone"], out / "adaptation.png", CHANGE_BEAT,
-                            figures["adaptation.png"])
-    plots.chord_frequencies(fixed, out / "chord_frequency.png", figures["chord_frequency.png"])
-    plots.chord_lengths(fixed, out / "chord_lengths.png", figures["chord_lengths.png"])
+    main = result["protocols"].get("fixed") or result["protocols"]["live"]
+    plots.harmony_vs_diversity(main, out / "harmony_vs_diversity.png", figures["harmony_vs_diversity.png"])
+    if "tritone" in result["protocols"]:
+        plots.adaptation_curves(result["protocols"]["tritone"], out / "adaptation.png", CHANGE_BEAT,
+                                figures["adaptation.png"])
+    else:
+        del figures["adaptation.png"]
+    plots.chord_frequencies(main, out / "chord_frequency.png", figures["chord_frequency.png"])
+    plots.chord_lengths(main, out / "chord_lengths.png", figures["chord_lengths.png"])
     lines += ["## Figures", ""] + [f"![{t}]({f})" for f, t in figures.items()]
     (out / "report.md").write_text("\n".join(lines) + "\n")

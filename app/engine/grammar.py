@@ -59,14 +59,32 @@ class Grammar:
         return bool(self.allowed(slot, previous)[token])
 
 
-def sample(logits: np.ndarray, allowed: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,
-           top_k: int = 0, top_p: float = 1.0) -> int:
-    """Sample one token id from ``logits`` [V] restricted to ``allowed``; temperature 0 is greedy."""
+def steered_scores(logits: np.ndarray, allowed: np.ndarray, temperature: float,
+                   prior: np.ndarray | None = None) -> np.ndarray:
+    """``logits / T + prior`` over the allowed tokens (-inf elsewhere), shifted so the best is 0. A prior that
+    would leave nothing allowed is ignored (the grammar always wins)."""
     x = np.where(allowed, logits.astype(np.float64), -np.inf)
+    t = temperature if temperature > 0 else 1.0
+    with np.errstate(over="ignore"):  # shift first: a tiny temperature may only overflow to -inf
+        x = (x - x.max()) / t
+    if prior is not None:
+        y = x + prior
+        if np.isfinite(y).any():
+            x = y - y[np.isfinite(y)].max()
+    return x
+
+
+def sample(logits: np.ndarray, allowed: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,
+           top_k: int = 0, top_p: float = 1.0, prior: np.ndarray | None = None) -> int:
+    """Sample one token id from ``logits`` [V] restricted to ``allowed``; temperature 0 is greedy. ``prior``: a
+    log-prior [V] (decode-time steering, -inf masks) added after the temperature."""
+    x = steered_scores(logits, allowed, temperature, prior)
     if temperature <= 0:
         return int(np.argmax(x))
-    with np.errstate(over="ignore"):  # shift first: a tiny temperature may only overflow to -inf
-        x = (x - x.max()) / temperature
+    return _draw(x, allowed, rng, top_k, top_p)
+
+
+def _draw(x: np.ndarray, allowed: np.ndarray, rng: np.random.Generator, top_k: int, top_p: float) -> int:
     if top_k and top_k < allowed.sum():
         kth = np.partition(x, -top_k)[-top_k]
         x = np.where(x >= kth, x, -np.inf)

@@ -21,7 +21,7 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .clock import FrameClock
 from .melody import MelodyTrack
@@ -63,6 +63,7 @@ class JamSnapshot:
     notes: list[tuple[int, int, int | None]]  # the player's notes as heard: (pitch, on frame, off frame or None)
     stats: dict
     model: str
+    key: str = ""  # the key the steering hears (or was fixed to); "" before any melody or with key steering off
 
 
 @dataclass
@@ -164,7 +165,8 @@ class JamSession:
 
     def _new_planner(self, policy: OnnxPolicy) -> Planner:
         intro = self.teacher.intro_filler(self.s.plan.seed, self.s.plan.temperature) if self.teacher else None
-        return Planner(policy, self.s.plan, intro=intro)
+        bar_beats = self.s.meter[0] * 4 / self.s.meter[1]  # the harmonic-rhythm grid follows the meter
+        return Planner(policy, replace(self.s.plan, bar_beats=bar_beats, downbeat_frame=0), intro=intro)
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
@@ -242,8 +244,9 @@ class JamSession:
             chords += [(g, tok, False) for g, tok in sorted(self.tentative.items()) if g >= len(self.played)]
         with self._melody_lock:
             notes = [(p, on, off) for p, on, off in self.melody.notes]
+        key = self.planner.steer.key  # a reference read: the planner thread replaces it, never mutates it
         return JamSnapshot(pos, self.s.bpm, self.s.meter, self.s.plan.listen, chords, notes, self.summary(),
-                           self.planner.policy.bundle.name)
+                           self.planner.policy.bundle.name, key.name if key else "")
 
     # --- input ----------------------------------------------------------------------------------------------
 

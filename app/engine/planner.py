@@ -30,7 +30,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .grammar import steered_scores
 from .policy import OnnxPolicy, PolicyState
+from .steering import FIT_WINDOW_FRAMES, Steerer, SteerSettings
 
 FRAMES_PER_BEAT = 4
 SHADOW_CHUNK = 8  # history frames fed into the next window's cache per planned frame
@@ -46,6 +48,9 @@ class PlanSettings:
     top_p: float = 1.0
     seed: int = 0
     slide_hop_frames: int = 64  # frames dropped at once when the window slides (a quarter of a small context)
+    steer: SteerSettings = SteerSettings()  # decode-time steering (steering.py); STEER_OFF: the raw policy
+    bar_beats: float = 4.0  # quarter-note beats per bar (the meter), for the harmonic-rhythm grid
+    downbeat_frame: int = 0  # a frame on a bar line (frame 0 after a count-in; a pickup shifts it)
 
     @property
     def lookahead(self) -> int:
@@ -157,13 +162,14 @@ class Planner:
             raise ValueError(f"lookahead {self.s.lookahead} frames leaves no history in a "
                              f"{self.context_frames}-frame context")
         self.rng = np.random.default_rng(settings.seed)
+        self.steer = Steerer(policy.card, settings.steer, settings.bar_beats, settings.downbeat_frame)
         self.committed: dict[int, int] = {}
         self.history: list[tuple[int, int]] = []  # (chord, melody) tokens of the heard frames in the window
         self.next_frame = 0
         self.prev_pitch = -1
         self.calls = 0
         logits, state = self._run([self.vocab.bos], self.policy.empty(), None)
-        c0 = self.vocab.silence if self.s.listen > 0 else self._sample_chord(logits, state)
+        c0 = self.vocab.silence if self.s.listen > 0 else self._sample_chord(logits, state, 0, [])
         self.committed[0] = c0
         self.logits, self.state = self._run([c0], state, True)
         self.branch = Branch(0)
@@ -178,9 +184,23 @@ class Planner:
         logits, state = self.policy.run(tokens, state, chord_first_slot=chord_first)
         return logits[-1], state
 
-    def _sample_chord(self, logits: np.ndarray, state: PolicyState) -> int:
+    def _sample_chord(self, logits: np.ndarray, state: PolicyState, g: int, imagined: list[int]) -> int:
+        """The chord of frame g, steered. ``imagined``: melody tokens of the frames between the real history and
+        g (the branch's imagination), for the melody-fit prior."""
         s = self.s
-        return self.policy.sample_chord(logits, state, self.rng, s.temperature, s.top_k, s.top_p)
+        prior = None
+        if not self.steer.s.is_off:
+            recent = [self.vocab.pitch_of.get(m, -1) for _, m in self.history[-FIT_WINDOW_FRAMES:]]
+            recent += [self.vocab.pitch_of.get(m, -1) for m in imagined[-FIT_WINDOW_FRAMES:]]
+            prior = self.steer.prior(g, state.last_chord, recent)
+        k = self.steer.s.candidates
+        if prior is None or k <= 1 or not self.steer.is_change_point(g):
+            return self.policy.sample_chord(logits, state, self.rng, s.temperature, s.top_k, s.top_p, prior)
+        # plan search, best of K: draw K chords from the steered distribution, keep the best steered score
+        draws = [self.policy.sample_chord(logits, state, self.rng, s.temperature, s.top_k, s.top_p, prior)
+                 for _ in range(k)]
+        score = steered_scores(logits, self.policy.grammar.allowed("chord", state.last_chord), s.temperature, prior)
+        return max(draws, key=lambda c: score[c])
 
     def _sample_note(self, logits: np.ndarray, state: PolicyState) -> int:
         s = self.s
@@ -254,7 +274,7 @@ class Planner:
                 (m, logits, state), self.dangling = self.dangling, None
                 c = self._decide_chord(g, committed)
                 if c is None:
-                    c = self._sample_chord(logits, state)
+                    c = self._sample_chord(logits, state, g, b.melody + [m])
                 logits, state = self._run([c], state, True)
                 b.melody.append(m)
                 b.chords.append(c)
@@ -265,7 +285,7 @@ class Planner:
             c = self._decide_chord(g, committed)
             if c is None:
                 logits, state = self._run([m], state, False)
-                c = self._sample_chord(logits, state)
+                c = self._sample_chord(logits, state, g, b.melody + [m])
                 logits, state = self._run([c], state, True)
             else:
                 logits, state = self._run([m, c], state, False)
@@ -356,6 +376,7 @@ class Planner:
         self.history = list(other.history[-keep:])
         self.committed = dict(other.committed)
         self.next_frame, self.prev_pitch = other.next_frame, other.prev_pitch
+        self.steer.tracker = other.steer.tracker  # the key heard so far carries over
         self.intro_pending = self.intro_pending and other.intro_pending
         self._prefill()
 
@@ -393,6 +414,7 @@ class Planner:
         f = self.next_frame
         m = self.vocab.melody_token(pitch, onset, self.prev_pitch)
         self.prev_pitch = pitch
+        self.steer.hear(pitch)
         self.history.append((self.committed[f], m))
         self.next_frame = f + 1
         committed: dict[int, int] = {}
@@ -410,7 +432,7 @@ class Planner:
             c_next = self._decide_chord(f + 1, committed)
             if c_next is None:  # nothing promised for the next frame (a late plan): decide it now
                 self.logits, self.state = self._run([m], self.state, False)
-                c_next = self._sample_chord(self.logits, self.state)
+                c_next = self._sample_chord(self.logits, self.state, f + 1, [])
                 committed[f + 1] = c_next
                 pending = [c_next]
             else:

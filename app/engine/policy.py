@@ -66,8 +66,10 @@ class OnnxPolicy:
         return logits[0], PolicyState(k, v, state.length + len(tokens), last_chord, last_note)
 
     def sample_chord(self, logits: np.ndarray, state: PolicyState, rng: np.random.Generator,
-                     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> int:
-        return sample(logits, self.grammar.allowed("chord", state.last_chord), rng, temperature, top_k, top_p)
+                     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                     prior: np.ndarray | None = None) -> int:
+        """``prior``: decode-time steering, a log-prior [V] added to logits / T (``steering.Steerer``)."""
+        return sample(logits, self.grammar.allowed("chord", state.last_chord), rng, temperature, top_k, top_p, prior)
 
     def sample_note(self, logits: np.ndarray, state: PolicyState, rng: np.random.Generator,
                     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> int:

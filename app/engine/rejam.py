@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..recording import Recorder
@@ -39,6 +39,7 @@ def rejam(melody_path: str | Path, model: str | None, out: str | Path, settings:
 
     t_start = time.perf_counter()
     mf = read_melody(melody_path, track)
+    settings = replace(settings, bar_beats=mf.meter[0] * 4 / mf.meter[1])  # the harmonic-rhythm grid follows the file
     bundle = load_bundle(resolve_model(model))
     intro = teacher.intro_filler(settings.seed, settings.temperature) if teacher is not None else None
     planner = Planner(OnnxPolicy(bundle, threads=threads), settings, intro=intro)

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (QApplication, QLabel, QMainWindow, QSplitter, QSt
 from ..cli import sessions_dir
 from ..engine.bundle import resolve_model
 from ..engine.live import JamSettings
+from ..engine import steering
 from ..engine.planner import PlanSettings
 from ..recording import find_unfinished, recover
 from . import style
@@ -282,7 +283,8 @@ class MainWindow(QMainWindow):
     def jam_config(self, demo: bool = False) -> JamConfig:
         s = self.s
         plan = PlanSettings(lookahead_beats=s.lookahead_beats, commit_beats=s.commit_beats,
-                            listen_beats=s.listen_beats, temperature=s.temperature, seed=new_seed())
+                            listen_beats=s.listen_beats, temperature=s.temperature, seed=new_seed(),
+                            steer=steering.compose(s.steer_style, s.steer_rhythm, s.steer_key))
         settings = JamSettings(bpm=s.bpm, meter=s.meter_tuple, count_in_bars=s.count_in_bars, plan=plan)
         return JamConfig(s.model, settings, {p: s.program(p) for p in PARTS}, demo)
 

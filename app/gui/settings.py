@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields, replace
 
 from PySide6.QtCore import QSettings
 
+from ..engine import steering
+
 METRONOME_MODES = ("off", "count-in", "always")
 METERS = ("2/4", "3/4", "4/4", "5/4", "6/8", "12/8")
 PARTS = ("melody", "chords", "bass")
@@ -29,6 +31,9 @@ class AppSettings:
     lookahead_beats: float = 4.0
     commit_beats: float = 4.0
     temperature: float = 1.0
+    steer_style: str = steering.DEFAULT_PRESET  # safe <-> adventurous (steering.PRESETS)
+    steer_rhythm: str = "auto"  # where chords may change (steering.RHYTHMS)
+    steer_key: str = "auto"  # auto: follow the melody; off; or a key name
     model: str = ""  # the model card's path ("" = the default model)
     # devices
     midi_in: str = ""  # port name ("" = none: the computer keyboard only)
@@ -62,6 +67,7 @@ class AppSettings:
     def sanitized(self) -> "AppSettings":
         """The same settings with every value forced into its valid range (defaults where it makes no sense)."""
         d = AppSettings()
+        steer = steering.compose("balanced", self.steer_rhythm, self.steer_key)
 
         def clamp(x, lo, hi):
             return min(hi, max(lo, x))
@@ -76,6 +82,9 @@ class AppSettings:
             lookahead_beats=clamp(self.lookahead_beats, 0.25, 16.0),
             commit_beats=clamp(self.commit_beats, 0.25, 16.0),
             temperature=clamp(self.temperature, 0.05, 3.0),
+            steer_style=self.steer_style if self.steer_style in steering.PRESETS else d.steer_style,
+            steer_rhythm=steer.rhythm,
+            steer_key=steer.key,
             program_melody=clamp(self.program_melody, 0, 127),
             program_chords=clamp(self.program_chords, 0, 127),
             program_bass=clamp(self.program_bass, 0, 127),

@@ -13,6 +13,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel,
                                QPushButton, QSpinBox, QWidget)
 
+from ..engine import steering
+from ..engine.key import ALL_KEYS
 from .models import ModelEntry
 from .settings import METERS, METRONOME_MODES, AppSettings
 
@@ -36,6 +38,14 @@ class TapTempo:
             return None
         mean = (self.taps[-1] - self.taps[0]) / (len(self.taps) - 1)
         return round(60.0 / mean, 1) if mean > 0 else None
+
+
+def _knob_label(name: str) -> str:
+    return next(k.label for k in steering.KNOBS if k.name == name)
+
+
+def _knob_help(name: str) -> str:
+    return next(k.help for k in steering.KNOBS if k.name == name)
 
 
 def _spin(lo: float, hi: float, step: float, decimals: int, suffix: str = "") -> QDoubleSpinBox:
@@ -75,9 +85,27 @@ class TransportPanel(QWidget):
         self.lookahead = _spin(0.25, 16, 0.5, 2, " beats")
         self.commit = _spin(0.25, 16, 0.5, 2, " beats")
         self.temperature = _spin(0.05, 3.0, 0.05, 2)
+        # steering: a musician's three controls (engine/steering.py holds what they mean)
+        self.style = QComboBox()
+        for name in ("off", "adventurous", "balanced", "safe"):
+            self.style.addItem(name, name)
+        self.style.setProperty("help", "safe <-> adventurous: how strongly the chords are held to the key, the melody and "
+                              "a steady harmonic rhythm ('off': the model's raw choices)")
+        self.rhythm = QComboBox()
+        for name in steering.RHYTHMS:
+            self.rhythm.addItem(steering.RHYTHM_LABELS[name], name)
+        self.rhythm.setProperty("help", _knob_help("rhythm"))
+        self.key = QComboBox()
+        self.key.addItem("follow melody", "auto")
+        for k in ALL_KEYS:
+            self.key.addItem(k.name, k.name)
+        self.key.addItem("off", "off")
+        self.key.setProperty("help", _knob_help("key"))
         self.model = QComboBox()
         self.model.setMinimumWidth(260)
-        for combo in (self.meter, self.metronome, self.model):
+        for w in (self.style, self.rhythm, self.key):
+            w.setToolTip(w.property("help"))
+        for combo in (self.meter, self.metronome, self.model, self.style, self.rhythm, self.key):
             combo.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.model_note = QLabel()
 
@@ -87,7 +115,9 @@ class TransportPanel(QWidget):
                 ("Count-in", self.count_in), ("Metronome", self.metronome), ("Model", self.model)]
         row1 = [(None, self.model_note), ("Listen first", self.listen), ("Lookahead", self.lookahead),
                 ("Commit", self.commit), ("Temperature", self.temperature)]
-        for r, row in enumerate((row0, row1)):
+        row2 = [(None, QWidget()), ("Style", self.style), (_knob_label("rhythm"), self.rhythm),
+                (_knob_label("key"), self.key)]
+        for r, row in enumerate((row0, row1, row2)):
             for c, (label, widget) in enumerate(row):
                 if label:
                     cell = QWidget()
@@ -109,6 +139,9 @@ class TransportPanel(QWidget):
         self.count_in.valueChanged.connect(self.changed)
         self.meter.currentIndexChanged.connect(self.changed)
         self.metronome.currentIndexChanged.connect(self.changed)
+        for combo in (self.style, self.rhythm, self.key):
+            combo.currentIndexChanged.connect(self.changed)
+        self.style.currentIndexChanged.connect(self._style_changed)
         self.model.activated.connect(self._model_activated)
 
     def load(self, s: AppSettings) -> None:
@@ -120,12 +153,24 @@ class TransportPanel(QWidget):
         self.lookahead.setValue(s.lookahead_beats)
         self.commit.setValue(s.commit_beats)
         self.temperature.setValue(s.temperature)
+        for combo, value in ((self.style, s.steer_style), (self.rhythm, s.steer_rhythm), (self.key, s.steer_key)):
+            i = combo.findData(value)
+            combo.setCurrentIndex(max(0, i))
+        self._style_changed()
+
+    def _style_changed(self) -> None:
+        """'off' is the raw policy: the rhythm and key controls mean nothing then."""
+        on = self.style.currentData() != "off"
+        self.rhythm.setEnabled(on)
+        self.key.setEnabled(on)
 
     def apply_to(self, s: AppSettings) -> None:
         s.bpm, s.meter, s.count_in_bars = self.tempo.value(), self.meter.currentText(), self.count_in.value()
         s.metronome, s.listen_beats = self.metronome.currentText(), self.listen.value()
         s.lookahead_beats, s.commit_beats = self.lookahead.value(), self.commit.value()
         s.temperature = self.temperature.value()
+        s.steer_style, s.steer_rhythm = self.style.currentData(), self.rhythm.currentData()
+        s.steer_key = self.key.currentData()
 
     def set_running(self, state: str) -> None:
         """Lock what shapes a whole jam while one runs; the button says what it will do."""
@@ -134,9 +179,12 @@ class TransportPanel(QWidget):
                                    "stopping": "Saving…"}[state])
         self.start_button.setEnabled(state in ("idle", "running"))
         for w in (self.tempo, self.tap, self.meter, self.count_in, self.listen, self.lookahead, self.commit,
-                  self.temperature):
+                  self.temperature, self.style, self.rhythm, self.key):
             w.setEnabled(idle)
-            w.setToolTip("" if idle else "applies to the next jam")
+            help_text = w.property("help") or ""
+            w.setToolTip(help_text if idle else f"{help_text} (applies to the next jam)".strip())
+        if idle:
+            self._style_changed()
 
     # --- models ----------------------------------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ class ViewState:
     model: str = ""
     stats: dict = field(default_factory=dict)
     title: str = ""  # e.g. "replay: session-..." (empty while jamming)
+    key: str = ""  # the key the steering follows ("" unknown / off)
 
     @property
     def beat_frames(self) -> int:
@@ -129,4 +130,5 @@ def from_snapshot(snap, chord_info: dict) -> ViewState:
             frames[f] = (tok, committed)
     notes = [NoteBlock(p, on, off) for p, on, off in snap.notes]
     return ViewState(snap.position, snap.bpm, tuple(snap.meter), snap.listen,
-                     chord_blocks(frames, snap.position, chord_info), notes, snap.model, snap.stats)
+                     chord_blocks(frames, snap.position, chord_info), notes, snap.model, snap.stats,
+                     key=getattr(snap, "key", ""))

@@ -211,6 +211,13 @@ class WaterfallView(QWidget):
         return pm
 
 
+def pretty_key(name: str) -> str:
+    """'F#m' -> 'F♯ minor', 'Bb' -> 'B♭ major': how a musician reads a key."""
+    minor = name.endswith("m")
+    root = (name[:-1] if minor else name).replace("#", "♯").replace("b", "♭")
+    return f"{root} {'minor' if minor else 'major'}"
+
+
 class ChordBanner(QWidget):
     """The current chord and the next one ("in N beats") in type big enough to read from the piano bench, the
     bar/beat counter, and the model playing. Labels change only when their text does."""
@@ -223,6 +230,8 @@ class ChordBanner(QWidget):
         self.current = self._label(style.BANNER_CHORD_PT, bold=True)
         self.next = self._label(style.BANNER_NEXT_PT)
         self.counter = self._label(style.BANNER_COUNTER_PT)
+        self.key = self._label(style.BANNER_COUNTER_PT)
+        self.key.setToolTip("the key Comper hears in your melody (or the key you fixed); chords lean toward it")
         self.model = self._label(10)
         self.model.setStyleSheet(f"QLabel {{ color: {style.TEXT_DIM}; }}")
         row = QHBoxLayout(self)
@@ -231,6 +240,7 @@ class ChordBanner(QWidget):
         row.addWidget(self.next, 4)
         col = QVBoxLayout()
         col.addWidget(self.counter, alignment=Qt.AlignmentFlag.AlignRight)
+        col.addWidget(self.key, alignment=Qt.AlignmentFlag.AlignRight)
         col.addWidget(self.model, alignment=Qt.AlignmentFlag.AlignRight)
         row.addLayout(col, 2)
         self.show_state(None)
@@ -254,7 +264,9 @@ class ChordBanner(QWidget):
             self._set(self.current, "—")
             self._set(self.next, "")
             self._set(self.counter, "")
+            self._set(self.key, "")
             return
+        self._set(self.key, f"key {pretty_key(s.key)}" if s.key else "")
         bar, beat = s.counter()
         if s.position < 0:
             self._set(self.counter, f"count-in {beat}")

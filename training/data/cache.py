@@ -21,7 +21,7 @@ import numpy as np
 
 from . import sources
 from .chords import N_CHORDS, Chord
-from .codec import FRAMES_PER_BEAT, EncodeStats, Frames, encode
+from .codec import FRAMES_PER_BEAT, EncodeStats, Frames, encode, trim_bounds
 from .leadsheet import SkipSong, SongRef
 from .splits import assign_splits
 from .tokens import VOCAB_SIZE
@@ -59,6 +59,8 @@ def _process(ref: SongRef) -> SongResult:
             "source": ref.source, "song_id": ref.song_id, "path": ref.path, "has_chords": sheet.chords is not None,
             "meter": list(sheet.meter), "key": [sheet.key.tonic, sheet.key.mode] if sheet.key else None,
             "official_split": sheet.extra.get("split"),
+            # the score beat of frame 0: with the meter it gives the bar phase (steering, off-beat metrics)
+            "first_beat": float(trim_bounds(sheet)[0]),
         }
         return SongResult(ref, frames, meta, stats, n_notes=int(frames.melody_onset.sum()))
     except SkipSong as e:
