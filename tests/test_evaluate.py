@@ -170,3 +170,5 @@ def test_the_live_protocol_is_the_app_engine_song_for_song(small_cache, tiny_bun
         jam = simulate(planner, [(int(p), bool(o)) for p, o in zip(f.melody, f.melody_onset)])
         chords = [planner.vocab.chord_info[t]["chord"] if t in planner.vocab.chord_info else -1 for t in jam.chords]
         assert np.array_equal(out.chords[i], chords)
+    shared = run_live(system, songs, 7, LiveProtocol(plan, jobs=2))  # two worker processes: the same chords
+    assert all(np.array_equal(a, b) for a, b in zip(shared.chords, out.chords))

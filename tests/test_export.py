@@ -146,3 +146,39 @@ def test_broken_json_and_missing_card(bundle_dir, tmp_path):
         load_bundle(card)
     with pytest.raises(BundleError, match="model card not found"):
         load_bundle(tmp_path / "nothing.json")
+
+
+def test_a_policy_bundle_is_recovered_into_a_run_that_reproduces_its_graph(tiny_bundle, tmp_path, capsys):
+    """A new machine starts RL from the shipped bundle: the recovered torch model gives the graph's logits."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from training.cli import main as train_main
+    from training.pretrain import load_model
+
+    out = tmp_path / "recovered"
+    assert train_main(["recover", "--bundle", str(tiny_bundle), "--out", str(out)]) == 0
+    assert "max logit difference" in capsys.readouterr().out
+    model, ckpt = load_model(out)
+    assert ckpt["kind"] == "online" and ckpt["recovered_from"]["bundle"] == "tiny-test"
+    from app.engine.bundle import load_bundle
+    from app.engine.policy import OnnxPolicy
+
+    policy = OnnxPolicy(load_bundle(tiny_bundle))
+    tokens = [1, 440, 60, 260, 62, 441, 3]
+    expected, _ = policy.run(tokens, policy.empty())
+    with torch.no_grad():
+        got = model(torch.tensor([tokens]))[0][0].numpy()
+    assert np.abs(got - expected).max() < 1e-3
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in tiny_bundle.parent.glob("tiny-test.*"):
+        (broken / f.name).write_bytes(f.read_bytes())
+    card = json.loads((broken / "tiny-test.json").read_text())
+    card["model"]["config_name"] = "small"  # a card that lies about the graph
+    (broken / "tiny-test.json").write_text(json.dumps(card))
+    assert train_main(["recover", "--bundle", str(broken / "tiny-test.json"), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "tiny-test.json" in err and "\n" not in err.strip()

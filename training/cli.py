@@ -81,7 +81,7 @@ def _eval(args: argparse.Namespace) -> None:
             plan = plan_from_args(args)
         except ValueError as e:
             raise DataError(str(e)) from e
-        live = LiveProtocol(plan, _live_teacher(args.teacher))
+        live = LiveProtocol(plan, _live_teacher(args.teacher), jobs=args.jobs)
     result = evaluate(systems, Path(args.cache), args.split, args.n, args.seed, args.temperature,
                       Path(args.melody_agent) if args.melody_agent else None,
                       Path(args.embedding) if args.embedding else None, live=live)
@@ -161,6 +161,24 @@ def _card(args: argparse.Namespace) -> None:
         print(f"{args.bundle}: {report} -> harmony {entry['harmony']:.3f}, Vendi {entry.get('vendi', 0):.1f}")
 
 
+def _keep(args: argparse.Namespace) -> None:
+    from .keep import keep
+
+    card = keep(Path(args.run), args.name, Path(args.out), args.checkpoint)
+    print(f"wrote {Path(args.out) / card['file']} ({card['parameters'] / 1e6:.1f}M parameters, bf16) and its card")
+
+
+def _recover(args: argparse.Namespace) -> None:
+    from .recover import recover
+
+    card = Path(args.bundle)
+    if not card.with_suffix(".json").is_file() or not card.with_suffix(".onnx").is_file():
+        raise DataError(f"--bundle {args.bundle}: no NAME.json + NAME.onnx there")
+    r = recover(card.with_suffix(".json"), Path(args.out))
+    print(f"wrote {r['out']}: {r['bundle']} at step {r['step']}, max logit difference to the graph "
+          f"{r['max_logit_diff']:.2g}")
+
+
 def _export(args: argparse.Namespace) -> None:
     from .export import export_bundle
 
@@ -228,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--protocol", default="fixed", choices=["fixed", "live"],
                     help="fixed: the free-running policy (and the tritone protocol); live: every song through the "
                          "app's engine as `comper rejam` plays it, with the planning and steering flags below")
+    ev.add_argument("--jobs", type=int, default=1, help="live protocol: worker processes sharing the songs")
     ev.add_argument("--teacher", help="live protocol: the intro-fill teacher bundle (default: the shipped one; 'none')")
     from app.engine.options import add_plan_arguments
 
@@ -293,6 +312,20 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--int8", action="store_true", help="online policy: also write an int8 variant; offline teacher: "
                                                          "ship int8 instead of fp32 (each only if greedy chords match)")
     ex.set_defaults(func=_export)
+
+    rc = stages.add_parser("recover", help="a shipped policy bundle back into a torch run folder (RL's --init), "
+                                           "checked against the graph: no pretraining on a new machine")
+    rc.add_argument("--bundle", required=True, help="an online-policy bundle, e.g. models/online-mle.json")
+    rc.add_argument("--out", required=True, help="the run folder to write (ckpt_best.pt, ckpt_last.pt, config.json)")
+    rc.set_defaults(func=_recover)
+
+    kp = stages.add_parser("keep", help="a run's weights into the repository in bf16 with a card "
+                                        "(models/weights/NAME.pt + .json), for the next stage on a new machine")
+    kp.add_argument("--run", required=True)
+    kp.add_argument("--name", required=True)
+    kp.add_argument("--out", default="models/weights")
+    kp.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    kp.set_defaults(func=_keep)
     return p
 
 

@@ -135,6 +135,7 @@ class LiveProtocol:
 
     plan: object  # app.engine.planner.PlanSettings
     teacher: Path | None = None
+    jobs: int = 1  # worker processes (songs are independent; each has its own seed)
 
     @property
     def skip(self) -> int:
@@ -142,31 +143,55 @@ class LiveProtocol:
         return self.plan.listen
 
 
-def run_live(system: System, songs: Songs, seed: int, live: LiveProtocol) -> Outputs:
-    """Every song through the app's planner on a simulated clock, as ``comper rejam`` plays it."""
-    from dataclasses import replace
+_LIVE_ENGINES: dict = {}  # per process: (card path, teacher path) -> (OnnxPolicy, OnnxTeacher | None)
 
+
+def _live_engine(card: str, teacher: str | None):
     from app.engine.bundle import load_bundle
-    from app.engine.planner import Planner
-    from app.engine.simulate import simulate
+    from app.engine.policy import OnnxPolicy
     from app.engine.teacher import OnnxTeacher
 
-    policy = getattr(system.model, "app_policy", None)
-    if system.kind != "online" or policy is None:
+    key = (card, teacher)
+    if key not in _LIVE_ENGINES:
+        _LIVE_ENGINES[key] = (OnnxPolicy(load_bundle(card)),
+                              OnnxTeacher(load_bundle(teacher)) if teacher else None)
+    return _LIVE_ENGINES[key]
+
+
+def _live_song(job: tuple) -> np.ndarray:
+    """One song through the app's planner on a simulated clock: the chord token of every frame."""
+    from app.engine.planner import Planner
+    from app.engine.simulate import simulate
+
+    card, teacher_card, plan, melody, onset = job
+    policy, teacher = _live_engine(card, teacher_card)
+    intro = teacher.intro_filler(plan.seed, plan.temperature) if teacher is not None else None
+    jam = simulate(Planner(policy, plan, intro=intro), [(int(p), bool(o)) for p, o in zip(melody, onset)])
+    return np.asarray(jam.chords, np.int64)
+
+
+def run_live(system: System, songs: Songs, seed: int, live: LiveProtocol) -> Outputs:
+    """Every song through the app's planner on a simulated clock, as ``comper rejam`` plays it (song i with seed
+    ``seed + i``); ``live.jobs`` worker processes share the songs, each with its own onnxruntime session."""
+    from dataclasses import replace
+
+    card = getattr(system.model, "card_path", None)
+    if system.kind != "online" or card is None:
         raise DataError(f"--system {system.name}={system.spec}: the live protocol runs model bundles through the "
                         f"app's engine; export the run first (comper-train export)")
-    teacher = OnnxTeacher(load_bundle(live.teacher)) if live.teacher else None
-    chords, onsets = [], []
-    for i, f in enumerate(songs.frames):
-        plan = replace(live.plan, seed=seed + i, bar_beats=songs.bar_frames(i) / 4,
-                       downbeat_frame=songs.downbeat_frame(i))
-        intro = teacher.intro_filler(plan.seed, plan.temperature) if teacher is not None else None
-        jam = simulate(Planner(policy, plan, intro=intro),
-                       [(int(p), bool(o)) for p, o in zip(f.melody, f.melody_onset)])
-        tok = np.asarray(jam.chords, np.int64)
-        chords.append(chord_indices(tok))
-        onsets.append(tok >= T.CHORD_ON)
-    return Outputs([f.melody for f in songs.frames], [f.melody_onset for f in songs.frames], chords, onsets)
+    teacher = str(live.teacher) if live.teacher else None
+    jobs = [(str(card), teacher, replace(live.plan, seed=seed + i, bar_beats=songs.bar_frames(i) / 4,
+                                         downbeat_frame=songs.downbeat_frame(i)), f.melody, f.melody_onset)
+            for i, f in enumerate(songs.frames)]
+    if live.jobs > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(live.jobs) as pool:  # spawn: no onnxruntime state crosses a fork
+            tokens = pool.map(_live_song, jobs, chunksize=max(1, len(jobs) // (4 * live.jobs)))
+    else:
+        tokens = [_live_song(j) for j in jobs]
+    return Outputs([f.melody for f in songs.frames], [f.melody_onset for f in songs.frames],
+                   [chord_indices(t) for t in tokens], [t >= T.CHORD_ON for t in tokens])
 
 
 def crop_outputs(out: Outputs, skip: int) -> Outputs:

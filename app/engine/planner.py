@@ -30,7 +30,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .grammar import steered_scores
 from .policy import OnnxPolicy, PolicyState
 from .steering import FIT_WINDOW_FRAMES, Steerer, SteerSettings
 
@@ -188,19 +187,17 @@ class Planner:
         """The chord of frame g, steered. ``imagined``: melody tokens of the frames between the real history and
         g (the branch's imagination), for the melody-fit prior."""
         s = self.s
-        prior = None
-        if not self.steer.s.is_off:
-            recent = [self.vocab.pitch_of.get(m, -1) for _, m in self.history[-FIT_WINDOW_FRAMES:]]
-            recent += [self.vocab.pitch_of.get(m, -1) for m in imagined[-FIT_WINDOW_FRAMES:]]
-            prior = self.steer.prior(g, state.last_chord, recent)
-        k = self.steer.s.candidates
-        if prior is None or k <= 1 or not self.steer.is_change_point(g):
-            return self.policy.sample_chord(logits, state, self.rng, s.temperature, s.top_k, s.top_p, prior)
-        # plan search, best of K: draw K chords from the steered distribution, keep the best steered score
+        if self.steer.s.is_off:
+            return self.policy.sample_chord(logits, state, self.rng, s.temperature, s.top_k, s.top_p)
+        recent = [self.vocab.pitch_of.get(m, -1) for _, m in self.history[-FIT_WINDOW_FRAMES:]]
+        recent += [self.vocab.pitch_of.get(m, -1) for m in imagined[-FIT_WINDOW_FRAMES:]]
+        fit = self.steer.fit(recent)
+        prior = self.steer.prior(g, state.last_chord, recent, fit)
+        k = self.steer.s.candidates if self.steer.is_change_point(g) else 1
+        # plan search, best of K: K draws from the steered distribution, the best fitting one is played
         draws = [self.policy.sample_chord(logits, state, self.rng, s.temperature, s.top_k, s.top_p, prior)
                  for _ in range(k)]
-        score = steered_scores(logits, self.policy.grammar.allowed("chord", state.last_chord), s.temperature, prior)
-        return max(draws, key=lambda c: score[c])
+        return max(draws, key=lambda c: fit[c])  # max keeps the first of equals
 
     def _sample_note(self, logits: np.ndarray, state: PolicyState) -> int:
         s = self.s

@@ -16,7 +16,8 @@ The policy's own distribution, scaled by the temperature, stays the base: ``logi
   whole tune heard so far (the key tracker's decaying pitch-class profile) it covers: the notes a tune keeps
   returning to are the best guess of the notes still to come under a chord promised beats ahead.
 * **Plan search** (``candidates``): at a frame where the chord may change, K chords are drawn from the steered
-  distribution and the one with the highest steered score is committed (best of K: safer as K grows).
+  distribution and the one that fits best (key, melody and tune; not the policy's own score, which favours
+  holding the chord and would freeze it) is committed, the first drawn on a tie. K = 1 is plain sampling.
 
 Adding a knob: one field on ``SteerSettings`` with a ``Knob`` entry in ``KNOBS`` (its limits, label and help), and
 the code that uses it below. The command-line flags, the GUI controls and the saved settings are derived from
@@ -226,12 +227,9 @@ class Steerer:
         allowed = {"beat": ("bar", "half", "beat"), "half": ("bar", "half"), "bar": ("bar",)}[rhythm]
         return c if pos in allowed else None
 
-    def prior(self, g: int, previous: int | None, recent_melody: list[int]) -> np.ndarray | None:
-        """Log-prior [V] for the chord slot of frame g (add to logits / T). ``previous``: the chord-slot token of
-        frame g - 1 (None at the start); ``recent_melody``: MIDI pitches (or -1) of the frames before g, oldest
-        first, heard and imagined. None when steering is off (sampling is then exactly the raw policy's)."""
-        if self.s.is_off:
-            return None
+    def fit(self, recent_melody: list[int]) -> np.ndarray:
+        """How well each token's chord fits the key, the recent melody and the tune heard so far, in nats [V]
+        (0 for silence and non-chord tokens)."""
         s = self.s
         chord_score = np.zeros(len(self.pcs))
         key = self.key
@@ -245,7 +243,17 @@ class Steerer:
         tune = self.tracker.histogram
         if s.tonal_fit > 0 and tune.sum() > 0:
             chord_score += s.tonal_fit * self.tracker.confidence * (self.pcs @ tune) / tune.sum()
-        prior = np.where(self.is_chord, chord_score[np.maximum(self.chord_of, 0)], 0.0)
+        return np.where(self.is_chord, chord_score[np.maximum(self.chord_of, 0)], 0.0)
+
+    def prior(self, g: int, previous: int | None, recent_melody: list[int],
+              fit: np.ndarray | None = None) -> np.ndarray | None:
+        """Log-prior [V] for the chord slot of frame g (add to logits / T): the fit plus the harmonic rhythm's
+        mask and change costs. ``previous``: the chord-slot token of frame g - 1 (None at the start);
+        ``recent_melody``: MIDI pitches (or -1) of the frames before g, oldest first, heard and imagined.
+        None when steering is off (sampling is then exactly the raw policy's)."""
+        if self.s.is_off:
+            return None
+        prior = (self.fit(recent_melody) if fit is None else fit).copy()
         prev_chord = -1 if previous is None or previous == self.silence else int(self.chord_of[previous])
         # a change: a chord onset other than the sounding chord, or silence after a chord
         change = self.is_chord & self.onset & (self.chord_of != prev_chord)

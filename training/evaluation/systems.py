@@ -31,6 +31,7 @@ class OnnxBatchPolicy:
         from app.engine.bundle import load_bundle
         from app.engine.policy import OnnxPolicy
 
+        self.card_path = Path(bundle_path)
         self.app_policy = OnnxPolicy(load_bundle(bundle_path), threads=threads)
         if self.app_policy.card["vocab_size"] != T.VOCAB_SIZE or self.app_policy.card["tokens"] != T.token_table():
             raise DataError(f"{bundle_path}: bundle vocabulary ({self.app_policy.card['vocab_size']} tokens) is not "
