@@ -51,6 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from jackserver import jack_server  # noqa: E402
 from machine import describe  # noqa: E402
 
+from app.engine.options import add_plan_arguments, plan_from_args  # noqa: E402
+
 TARGET_P99_MS = 2.0
 IN_PORT = "bench-in"
 
@@ -134,12 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=30.0, help="how long the player plays (after the count-in)")
     ap.add_argument("--bpm", type=float, default=120.0)
     ap.add_argument("--melody", type=Path, default=REPO / "assets" / "melodies" / "ode_to_joy.mid")
-    ap.add_argument("--lookahead", type=float, default=4)
-    ap.add_argument("--commit", type=float, default=4)
-    ap.add_argument("--listen", type=float, default=4, help="beats before the first chord")
-    ap.add_argument("--temperature", type=float, default=1.5,
-                    help="sampling temperature (1.5: the small model changes chords often enough to measure)")
-    ap.add_argument("--seed", type=int, default=0)
+    add_plan_arguments(ap, listen=4)
+    # the raw policy at 1.5 changes chords often enough to measure their onsets (steering would hold them longer)
+    ap.set_defaults(temperature=1.5, steer="off")
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
     ap.add_argument("--period", type=int, default=32, help="JACK period in frames (the tests use 256)")
     ap.add_argument("--rate", type=int, default=48000, help="JACK sample rate")
@@ -153,7 +152,6 @@ def main(argv: list[str] | None = None) -> int:
     from app.engine.bundle import load_bundle, resolve_model
     from app.engine.live import JamSession, JamSettings
     from app.engine.performer import MidiSink
-    from app.engine.planner import PlanSettings
     from app.engine.policy import OnnxPolicy
     from app.midi import MidiInput, MidiOutput
     from app.recording import Recorder
@@ -172,8 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bundle = load_bundle(resolve_model(args.model))
     policy = OnnxPolicy(bundle, threads=args.threads)
-    plan = PlanSettings(lookahead_beats=args.lookahead, commit_beats=args.commit, listen_beats=args.listen,
-                        temperature=args.temperature, seed=args.seed)
+    plan = plan_from_args(args)
     settings = JamSettings(bpm=args.bpm, count_in_bars=1, plan=plan, realtime=not args.normal_priority)
     events = melody_events(args.melody, args.bpm, args.seconds)
     ctx = mp.get_context("spawn")

@@ -33,7 +33,8 @@ from machine import describe  # noqa: E402
 
 from app.engine.bundle import load_bundle, resolve_model  # noqa: E402
 from app.engine.midifile import read_melody  # noqa: E402
-from app.engine.planner import Planner, PlanSettings  # noqa: E402
+from app.engine.options import add_plan_arguments, plan_from_args  # noqa: E402
+from app.engine.planner import Planner  # noqa: E402
 from app.engine.policy import OnnxPolicy  # noqa: E402
 from app.engine.simulate import simulate  # noqa: E402
 
@@ -62,18 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help="a shipped model name or a bundle path (default: the default model)")
     ap.add_argument("--minutes", type=float, default=60)
     ap.add_argument("--bpm", type=float, default=120)
-    ap.add_argument("--lookahead", type=float, default=4)
-    ap.add_argument("--commit", type=float, default=4)
-    ap.add_argument("--listen", type=float, default=0)
-    ap.add_argument("--temperature", type=float, default=1.0)
-    ap.add_argument("--seed", type=int, default=0)
+    add_plan_arguments(ap, listen=0)
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
     ap.add_argument("--melody", type=Path, default=REPO / "assets" / "melodies" / "ode_to_joy.mid")
     args = ap.parse_args(argv)
 
     bundle = load_bundle(resolve_model(args.model))
-    settings = PlanSettings(lookahead_beats=args.lookahead, commit_beats=args.commit, listen_beats=args.listen,
-                            temperature=args.temperature, seed=args.seed)
+    settings = plan_from_args(args)
     planner = Planner(OnnxPolicy(bundle, threads=args.threads), settings)
     idle_ms: list[float] = []
     idle = planner.idle

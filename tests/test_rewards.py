@@ -388,3 +388,29 @@ def test_paper_recipes_follow_the_papers():
     assert R.recipe_for("contrastive", "paper", rhythm=True).max_steps == 2500
     assert R.recipe_for("discriminative", "paper", rhythm=True).batch_size == 32
     assert R.window_config(True).transpose_low == R.window_config(True).transpose_high == 0
+
+
+def test_a_kept_reward_model_is_bf16_with_a_card_and_scores_like_its_run(tiny_rewards, tmp_path, capsys):
+    """`comper-train keep`: the file a new machine starts from loads where the run folder did, within bf16."""
+    import json
+
+    import torch
+
+    from training.cli import main as train_main
+    from training.models.rewards import load_reward
+
+    run = tiny_rewards[0]
+    assert train_main(["keep", "--run", str(run), "--name", "rw-c", "--out", str(tmp_path)]) == 0
+    card = json.loads((tmp_path / "rw-c.json").read_text())
+    assert card["kind"] == "contrastive" and card["data"] and all(d["license"] != "unknown" for d in card["data"])
+    kept = torch.load(tmp_path / "rw-c.pt", weights_only=True)
+    assert all(v.dtype == torch.bfloat16 for v in kept["model"].values() if v.is_floating_point())
+    a, _ = load_reward(run)
+    b, _ = load_reward(tmp_path / "rw-c.pt")
+    x = torch.randint(260, 620, (2, 34))
+    x[:, 0] = 1
+    with torch.no_grad():
+        ea, eb = a.embed_chords(x), b.embed_chords(x)
+    assert torch.nn.functional.cosine_similarity(ea, eb).min() > 0.999
+    assert train_main(["keep", "--run", str(tmp_path / "nothing"), "--name", "x", "--out", str(tmp_path)]) == 2
+    assert "not a training run" in capsys.readouterr().err

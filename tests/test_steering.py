@@ -173,7 +173,7 @@ def test_the_prior_holds_the_chord_off_the_grid_and_prices_a_change_on_it(gapt):
     off_grid = s.prior(5, v["C"], [])
     assert np.isinf(off_grid[v["G"]]) and np.isinf(off_grid[v["C"]]) and off_grid[hold_c] == 0.0
     on_bar, on_beat = s.prior(16, v["C"], []), s.prior(20, v["C"], [])
-    assert on_bar[v["G"]] == -1.0 and on_beat[v["G"]] == -3.0  # bar line 1 nat; a weak beat 2 more
+    assert on_bar[v["G"]] == -1.0 and on_beat[v["G"]] == -2.0  # bar line 1 nat; a weak beat 1 more
     assert on_bar[hold_c] == 0.0 and on_bar[v["C"]] == 0.0  # holding or re-striking is no change
 
 
@@ -208,3 +208,13 @@ def test_plan_search_with_more_candidates_plays_chords_that_fit_better(ode, gapt
         return float(np.mean(fits))
 
     assert mean_fit(8) > mean_fit(1) + 0.1
+
+
+def test_a_bad_steering_value_on_the_command_line_is_one_line_and_writes_nothing(tmp_path, capsys):
+    from app.cli import main as comper
+
+    out = tmp_path / "take.mid"
+    assert comper(["rejam", str(ODE), "-o", str(out), "--key", "Xm", "--listen", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("comper: error: steering key 'Xm'") and "\n" not in err
+    assert not out.exists()

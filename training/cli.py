@@ -82,6 +82,9 @@ def _eval(args: argparse.Namespace) -> None:
         except ValueError as e:
             raise DataError(str(e)) from e
         live = LiveProtocol(plan, _live_teacher(args.teacher), jobs=args.jobs)
+        args.temperature = plan.temperature
+    elif args.temperature is None:
+        args.temperature = 1.0
     result = evaluate(systems, Path(args.cache), args.split, args.n, args.seed, args.temperature,
                       Path(args.melody_agent) if args.melody_agent else None,
                       Path(args.embedding) if args.embedding else None, live=live)
@@ -235,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", choices=["valid", "test", "ood"])
     ev.add_argument("--n", type=int, help="at most this many songs")
     ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--temperature", type=float, default=1.0)
+    ev.add_argument("--temperature", type=float,
+                    help="sampling temperature (default: 1.0 for the fixed protocol, the engine's own for live)")
     ev.add_argument("--melody-agent", help="a melody-agent run: adds the model-model jamming protocol")
     ev.add_argument("--embedding", help="a contrastive reward-model run whose chord encoder embeds for Vendi")
     ev.add_argument("--threads", type=int, help="CPU threads for torch (1 when another job shares the CPU: torch "

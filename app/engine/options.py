@@ -25,6 +25,8 @@ def add_plan_arguments(p: argparse.ArgumentParser, listen: float = 8.0, has_seed
 
 def plan_from_args(args: argparse.Namespace, **overrides) -> PlanSettings:
     """The PlanSettings the flags of ``add_plan_arguments`` describe (ValueError names a bad steering value)."""
+    d = PlanSettings()
+    temperature = d.temperature if args.temperature is None else args.temperature
     return replace(PlanSettings(lookahead_beats=args.lookahead, commit_beats=args.commit, listen_beats=args.listen,
-                                temperature=args.temperature, seed=args.seed, steer=steering.from_args(args)),
+                                temperature=temperature, seed=args.seed, steer=steering.from_args(args)),
                    **overrides)

@@ -42,7 +42,9 @@ class PlanSettings:
     lookahead_beats: float = 4
     commit_beats: float = 4
     listen_beats: float = 8  # the player alone first: no chords before this
-    temperature: float = 1.0
+    # 1.1: with the default steering this scored better than 1.0 on every count on the validation split (harmony,
+    # Vendi, changes per bar; models/README.md "Steering"): the priors carry more weight against a flatter policy
+    temperature: float = 1.1
     top_k: int = 0
     top_p: float = 1.0
     seed: int = 0

@@ -6,8 +6,9 @@ The policy's own distribution, scaled by the temperature, stays the base: ``logi
 
 * **Harmonic rhythm** (``rhythm``): where a chord may change. ``any`` (every 16th), ``beat``, ``half`` (bar and
   half bar), ``bar``, or ``auto``: on beats, with a cost for changing that grows from the bar line to the half bar
-  to the other beats (``change_cost`` nats at the bar line, +1 and +2 nats further down), so chords change about
-  as often, and where, the songs of the data change them. Off the grid the chord is held (mask).
+  to the other beats (``change_cost`` nats at the bar line, +0.5 and +1 nat further down), so chords change about
+  as often, and where, the songs of the data change them (chosen on the validation split). Off the grid the chord
+  is held (mask).
 * **Key** (``key``, ``key_strength``): ``auto`` follows the key of the melody heard so far (``key.KeyTracker``);
   a key name (``C``, ``F#m``) fixes it; ``off``. Each chord tone outside the key costs ``key_strength`` nats,
   faded in over the first two bars of melody while the estimate firms up.
@@ -36,7 +37,7 @@ from .key import ALL_KEYS, Key, KeyTracker
 FRAMES_PER_BEAT = 4
 RHYTHMS = ("auto", "any", "beat", "half", "bar")
 FIT_WINDOW_FRAMES = 8  # the recent melody a chord should fit: two beats
-AUTO_EXTRA_COST = {"bar": 0.0, "half": 1.0, "beat": 2.0}  # on top of change_cost, by metrical position
+AUTO_EXTRA_COST = {"bar": 0.0, "half": 0.5, "beat": 1.0}  # on top of change_cost, by metrical position
 
 
 class SteeringError(ValueError):
@@ -71,13 +72,15 @@ KNOBS: tuple[Knob, ...] = (
 
 @dataclass(frozen=True)
 class SteerSettings:
+    """The defaults are the "balanced" preset, chosen on the validation split (models/README.md, "Steering")."""
+
     rhythm: str = "auto"
-    change_cost: float = 1.0
+    change_cost: float = 0.0
     key: str = "auto"
     key_strength: float = 1.5
     melody_fit: float = 2.0
-    tonal_fit: float = 0.0
-    candidates: int = 1
+    tonal_fit: float = 4.0
+    candidates: int = 3
 
     @property
     def is_off(self) -> bool:
@@ -125,9 +128,9 @@ STEER_OFF = SteerSettings(rhythm="any", change_cost=0.0, key="off", key_strength
 # validation split (models/README.md, "Steering"); never on the test songs.
 PRESETS: dict[str, SteerSettings] = {
     "off": STEER_OFF,
-    "adventurous": SteerSettings(rhythm="auto", change_cost=0.5, key_strength=0.75, melody_fit=1.0, candidates=1),
+    "adventurous": SteerSettings(key_strength=1.0, tonal_fit=2.0, candidates=1),
     "balanced": SteerSettings(),
-    "safe": SteerSettings(rhythm="auto", change_cost=1.5, key_strength=3.0, melody_fit=3.0, candidates=4),
+    "safe": SteerSettings(change_cost=0.5, key_strength=3.0, candidates=8),
 }
 DEFAULT_PRESET = "balanced"
 

@@ -30,7 +30,7 @@ class AppSettings:
     listen_beats: float = 8.0
     lookahead_beats: float = 4.0
     commit_beats: float = 4.0
-    temperature: float = 1.0
+    temperature: float = 1.1  # the engine's default (PlanSettings)
     steer_style: str = steering.DEFAULT_PRESET  # safe <-> adventurous (steering.PRESETS)
     steer_rhythm: str = "auto"  # where chords may change (steering.RHYTHMS)
     steer_key: str = "auto"  # auto: follow the melody; off; or a key name

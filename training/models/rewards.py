@@ -277,7 +277,7 @@ def load_reward(run: str | Path, which: str = "best") -> tuple[nn.Module, dict]:
 class RewardEnsemble(nn.Module):
     """Frozen coherence rewards, summed with weight 1 each as in the reference code.
 
-    ``members``: run folders / checkpoint files (named by their folder), or a ``{name: model}`` mapping. GAPT's
+    ``members``: run folders / checkpoint files (named by their folder) / kept weights (named by their file), or a ``{name: model}`` mapping. GAPT's
     chord discriminator is not a member: it changes during RL and is scored separately.
     """
 
@@ -289,7 +289,9 @@ class RewardEnsemble(nn.Module):
             named = []
             for run in members:
                 p = Path(run)
-                named.append((p.parent.name if p.is_file() else p.name, load_reward(p, which)[0]))
+                # a run's checkpoint file is named by its run folder; a kept file (models/weights/NAME.pt) by NAME
+                name = (p.parent.name if p.name.startswith("ckpt_") else p.stem) if p.is_file() else p.name
+                named.append((name, load_reward(p, which)[0]))
         self.names: list[str] = []
         self.models = nn.ModuleDict()
         for name, model in named:
