@@ -375,6 +375,15 @@ def steer_label(steer: dict) -> str:
     return name or ", ".join(f"{k} {v}" for k, v in steer.items())
 
 
+def plan_label(plan: dict | None, header: dict) -> str:
+    """The steering of one system, and its timing where it differs from the report's header."""
+    if plan is None:
+        return "-"
+    extra = [f"{k.split('_')[0]} {plan[k]:g}" for k in ("lookahead_beats", "commit_beats", "listen_beats", "temperature")
+             if plan.get(k) != header.get(k)]
+    return ", ".join([steer_label(plan["steer"])] + extra)
+
+
 def write_report(result: dict, out: Path) -> None:
     from .evaluation import plots
 
@@ -415,7 +424,7 @@ def write_report(result: dict, out: Path) -> None:
                 rec = m.get("beats_to_recover")
                 row += f" {rec if rec is not None else 'never'} |"
             if pname == "live":
-                row += f" {steer_label(m['plan']['steer']) if 'plan' in m else '-'} |"
+                row += f" {plan_label(m.get('plan'), result['live']['plan'])} |"
             lines.append(row)
         lines.append("")
     figures = {"harmony_vs_diversity.png": "Harmony vs diversity (fixed melodies)",
