@@ -13,15 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from app.engine.key import estimate_key as app_estimate_key
+
 from ..data import tokens as T
 from ..data.cache import Cache, DataError
 from ..data.chords import N_QUALITIES, QUALITY_INDEX
 from ..data.sources import TRAINING_SOURCES
 
 BASELINES = ("tonic", "online-key", "frequent", "random")
-# Krumhansl-Kessler key profiles (major, minor), tonic first.
-_KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-_KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 
 
 class OnnxBatchPolicy:
@@ -95,14 +94,10 @@ def load_system(name: str, spec: str) -> System:
 
 
 def estimate_key(melody: np.ndarray) -> tuple[int, str]:
-    """Krumhansl-Schmuckler key of a melody (pitch per frame, -1 silence), weighted by duration."""
-    hist = np.bincount(melody[melody >= 0] % 12, minlength=12).astype(float)
-    if hist.sum() == 0 or hist.std() == 0:
-        return 0, "major"
-    scores = [(np.corrcoef(hist, np.roll(prof, k))[0, 1], k, mode)
-              for mode, prof in (("major", _KK_MAJOR), ("minor", _KK_MINOR)) for k in range(12)]
-    _, tonic, mode = max(scores, key=lambda s: s[0])
-    return tonic, mode
+    """Krumhansl-Schmuckler key of a melody (pitch per frame, -1 silence), weighted by duration: the app's own
+    estimate (``app.engine.key``), so the baseline and the engine's key steering hear the same key."""
+    key = app_estimate_key(melody)
+    return (key.tonic, key.mode) if key else (0, "major")
 
 
 def _triad(tonic: int, mode: str) -> int:
