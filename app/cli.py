@@ -8,17 +8,22 @@ exit with status 2; nothing here needs torch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import statistics
 import sys
+import threading
 import time
+from collections.abc import Iterator
 
 from .engine import steering
 from .engine.bundle import BundleError, load_bundle, resolve_model, shipped_bundles, shipped_teacher
 from .engine.options import add_plan_arguments
 
 
-USER_ERRORS = {"SteeringError", "BundleError", "MidiFileError", "RenderError", "SoundfontNotFound", "PortError", "JournalError"}
+USER_ERRORS = {"SteeringError", "OptionError", "BundleError", "MidiFileError", "RenderError", "SoundfontNotFound",
+               "PortError", "JournalError", "OutputError", "PlannerError"}
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -82,15 +87,27 @@ def _list_ports(args: argparse.Namespace) -> int:
     return 0
 
 
-def _recover(args: argparse.Namespace) -> int:
-    from .recording import find_unfinished, recover
+def _report_recoveries(results: list, listing: bool = False) -> None:
+    """One line per journal (a skipped one on stderr), then the problems inside it (stderr warnings); ``listing``
+    (``recover --list``): all of it on stdout, as the report asked for."""
+    for r in results:
+        ok = listing or r.error is None
+        print(r.headline() if ok else f"comper: {r.headline()}", file=sys.stdout if ok else sys.stderr)
+        for line in r.problem_lines():
+            print(f"  {line}" if listing else f"comper: warning: {line}", file=sys.stdout if listing else sys.stderr)
 
-    journals = [args.journal] if args.journal else find_unfinished(args.dir or sessions_dir())
-    if not journals:
-        print(f"no unfinished session in {args.dir or sessions_dir()}")
-    for j in journals:
-        print(f"recovered {j} -> {recover(j)}")
-    return 0
+
+def _recover(args: argparse.Namespace) -> int:
+    """Save the sessions a crash left unfinished, each on its own; --list: say what would be done, write nothing."""
+    from .recording import recover_all, recover_one
+
+    folder = args.dir or sessions_dir()
+    write = not args.list
+    results = [recover_one(args.journal, write=write)] if args.journal else recover_all(folder, write=write)
+    if not results:
+        print(f"no unfinished session in {folder}")
+    _report_recoveries(results, listing=args.list)
+    return 2 if any(r.error for r in results) else 0
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -126,10 +143,18 @@ def _doctor(args: argparse.Namespace) -> int:
     line(bool(cards), "shipped models", ", ".join(c.stem for c in cards) or "none in the models folder")
     for card in cards:
         try:
-            load_bundle(card)
+            _runner(load_bundle(card))  # loaded as a jam loads it: one forward pass must give finite logits
         except BundleError as e:
             line(False, f"model {card.stem}", str(e))
     return 1 if problems else 0
+
+
+def _runner(bundle):
+    """The runner a bundle's role asks for (``OnnxPolicy`` or ``OnnxTeacher``), loaded and checked."""
+    from .engine.policy import OnnxPolicy
+    from .engine.teacher import OnnxTeacher
+
+    return (OnnxTeacher if bundle.role == "offline_teacher" else OnnxPolicy)(bundle)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -140,8 +165,8 @@ def _bench(args: argparse.Namespace) -> int:
     from .engine.planner import Planner
     from .engine.policy import OnnxPolicy
 
+    settings = plan_from_args(args)  # a bad value is refused before the model loads
     policy = OnnxPolicy(load_bundle(resolve_model(args.model)), threads=args.threads)
-    settings = plan_from_args(args)
     planner = Planner(policy, settings)
     rng = np.random.default_rng(0)
     pitch, times, calls, idle = -1, [], [], []
@@ -213,18 +238,79 @@ def _load_teacher(args: argparse.Namespace):
     return OnnxTeacher(bundle) if bundle else None
 
 
-def _jam(args: argparse.Namespace) -> int:
-    """Jam live: keyboard in, chords out, recorded; Ctrl-C (or --seconds) ends it and saves the session."""
-    from pathlib import Path
+@contextlib.contextmanager
+def _jam_signals() -> Iterator[dict]:
+    """While a jam runs, Ctrl-C, SIGTERM and SIGHUP end it alike (a KeyboardInterrupt in the main thread), so what
+    sounds gets its note-off and the take is saved; a SIGTERM used to kill it with the chord still sounding at the
+    port. Once the jam is ending (``state["ending"]``) further signals are ignored: stopping and saving take well
+    under a second, and interrupted they would leave notes on. Off the main thread (where Python takes no
+    signals) it changes nothing."""
+    state = {"ending": False}
 
-    from .engine.live import JamSession, JamSettings
+    def handler(signum: int, frame: object) -> None:
+        if not state["ending"]:
+            state["ending"] = True
+            raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+    names = ("SIGINT", "SIGTERM", "SIGHUP")
+    old = {sig: signal.signal(sig, handler) for sig in (getattr(signal, n) for n in names if hasattr(signal, n))}
+    try:
+        yield state
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
+def _wait_for_end(session, seconds: float | None) -> None:
+    """Until ``seconds`` have passed (None: for ever), a signal (KeyboardInterrupt) or the jam fails by itself."""
+    deadline = time.monotonic() + seconds if seconds else None
+    while not session.failed.is_set():
+        left = 0.1 if deadline is None else deadline - time.monotonic()
+        if left <= 0:
+            return
+        session.failed.wait(min(0.1, left))
+
+
+def _jam(args: argparse.Namespace) -> int:
+    """Jam live: keyboard in, chords out, recorded; Ctrl-C, SIGTERM (or --seconds) ends it and saves the session.
+    A planner fault ends it too: the take so far is saved, then the fault is the one error line (status 2)."""
+    from .engine.live import PlannerError
     from .engine.options import plan_from_args
+    from .recording import OutputError, default_midi_path, sidecar_path
+    from .recording.output import MIDI, check_target
+
+    record = check_target(args.record, MIDI) if args.record else None  # refused before the jam, not after it
+    plan = plan_from_args(args)  # a bad value is refused before a port opens or a model loads
+    with _jam_signals() as signals:
+        session, recorder, summary = _play_jam(args, record, plan, signals)
+        if recorder is None:
+            return 1
+        try:
+            saved = recorder.save(record or default_midi_path(recorder.path), **summary)
+        except OutputError as e:  # the journal stays unfinished: nothing played is lost
+            raise OutputError(f"{e}; the take is kept in {recorder.path} (`comper recover` saves it)") from None
+    print(f"saved {saved} (+ {sidecar_path(saved).name}): {summary['frames']} frames, {summary['chords']} "
+          f"chords, {summary['deadline_misses']} deadline misses; planning median {summary['plan_ms_median']:.2f} ms, "
+          f"p99 {summary['plan_ms_p99']:.2f} ms; chord onsets p99 {summary['onset_error_ms_p99']:.2f} ms late")
+    if session.fault is not None:
+        raise PlannerError(f"{session.fault}; the take so far is saved in {saved}")
+    return 0
+
+
+def _play_jam(args: argparse.Namespace, record, plan, signals: dict) -> tuple:
+    """Open the ports, load the models, recover an earlier crashed jam, and jam until it ends; returns (session,
+    recorder, summary), with recorder None when the jam never started. Whatever ends it (the time, a signal, a
+    fault, an error on the way), the session is stopped, so every note it started gets its note-off."""
+    from .engine.live import JamSession, JamSettings
     from .engine.policy import OnnxPolicy
     from .midi import MidiInput
-    from .recording import Recorder
+    from .recording import Recorder, recover_all
 
     virtual_in = args.in_port == "virtual"
-    session = None
+    session = recorder = summary = None
 
     def on_note(ev) -> None:
         if session is not None:
@@ -233,21 +319,15 @@ def _jam(args: argparse.Namespace) -> int:
     # The keyboard first: a port that is not there (or no MIDI at all) fails in one line, before the model loads
     # and before the synth starts (its audio drivers print their own noise).
     keyboard = MidiInput("Comper in" if virtual_in else args.in_port, on_note, api=args.midi_api, virtual=virtual_in)
-    recorder = None
     closers: list = []
     try:
         bundle = load_bundle(resolve_model(args.model))
         policy = OnnxPolicy(bundle, threads=args.threads)
         teacher = _load_teacher(args)
-        plan = plan_from_args(args)
         settings = JamSettings(bpm=args.bpm or 100.0, meter=args.meter, count_in_bars=args.count_in, plan=plan)
         sinks, ports, closers = _open_outputs(args)
-        record = Path(args.record) if args.record else None
         journal_dir = record.parent if record else sessions_dir()
-        from .recording import find_unfinished, recover
-
-        for journal in find_unfinished(journal_dir):  # a jam that crashed last time is saved before a new one
-            print(f"recovered an unfinished session: {journal} -> {recover(journal)}")
+        _report_recoveries(recover_all(journal_dir))  # a jam that crashed last time is saved before a new one
         session = JamSession(policy, settings, sinks, teacher=teacher, ports=ports)
         session.ports.append(keyboard)
         print(f"keyboard: {keyboard.port_name or keyboard.name}" + (" (virtual port)" if virtual_in else ""))
@@ -261,34 +341,30 @@ def _jam(args: argparse.Namespace) -> int:
         print(f"model {bundle.name}{', intro by ' + teacher.bundle.name if teacher else ''}; {settings.bpm:g} bpm "
               f"{settings.meter[0]}/{settings.meter[1]}, count-in {settings.count_in_beats:g} beats, chords after "
               f"{plan.listen_beats:g} beats; Ctrl-C ends the jam", flush=True)
-        deadline = time.monotonic() + args.seconds if args.seconds else None
-        while deadline is None or time.monotonic() < deadline:
-            time.sleep(0.1 if deadline is None else max(0.0, min(0.1, deadline - time.monotonic())))
+        _wait_for_end(session, args.seconds)
     except KeyboardInterrupt:
         pass
     finally:
+        signals["ending"] = True
         keyboard.close()
-        summary = session.stop() if session is not None and session.clock is not None else None
+        if session is not None and session.clock is not None:
+            summary = session.stop()
+        elif recorder is not None:
+            recorder.close()  # ended before the clock started: nothing was played
         for c in closers:
             c.close()
-    if recorder is None:
-        return 1
-    out = record or (journal_dir / recorder.path.name.replace(".journal.jsonl", ".mid"))
-    saved = recorder.save(out)
-    print(f"saved {saved} (+ {saved.with_suffix('.json').name}): {summary['frames']} frames, {summary['chords']} "
-          f"chords, {summary['deadline_misses']} deadline misses; planning median {summary['plan_ms_median']:.2f} ms, "
-          f"p99 {summary['plan_ms_p99']:.2f} ms; chord onsets p99 {summary['onset_error_ms_p99']:.2f} ms late")
-    return 0
+    return session, recorder if summary is not None else None, summary
 
 
 def _rejam(args: argparse.Namespace) -> int:
     from .engine.options import plan_from_args
     from .engine.rejam import rejam
+    from .recording import sidecar_path
 
     settings = plan_from_args(args)
     r = rejam(args.melody, args.model, args.output, settings, bpm=args.bpm, track=args.track,
               teacher=_load_teacher(args))
-    print(f"wrote {r.out} (+ {r.out.with_suffix('.json').name}): {r.frames} frames, {r.chords} chords; planning "
+    print(f"wrote {r.out} (+ {sidecar_path(r.out).name}): {r.frames} frames, {r.chords} chords; planning "
           f"median {r.plan_ms_median:.2f} ms, p99 {r.plan_ms_p99:.2f} ms per frame; {r.seconds:.1f} s in all")
     return 0
 
@@ -322,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=_models)
     r = sub.add_parser("rejam", help="accompany a MIDI melody on a simulated clock, recorded like a live jam")
     r.add_argument("melody", help="a MIDI file: the melody is the track named --track, else the first with notes")
-    r.add_argument("-o", "--output", required=True, help="the MIDI file to write (a .json sidecar goes next to it)")
+    r.add_argument("-o", "--output", required=True,
+                   help="the MIDI file to write (.mid; its sidecar NAME.mid.session.json goes next to it)")
     r.add_argument("--track", help="the melody track's name")
     _add_plan_options(r)
     r.set_defaults(func=_rejam)
@@ -334,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--midi-api", help="ALSA, JACK, CoreMIDI or Windows MM (default: the first that works)")
     j.add_argument("--meter", type=_parse_meter, default=(4, 4), help="time signature, e.g. 3/4")
     j.add_argument("--count-in", type=int, default=1, help="bars of count-in before frame 0")
-    j.add_argument("--record", help="where to save the session's MIDI file (default: the sessions folder)")
+    j.add_argument("--record", help="where to save the session's MIDI file, .mid (default: the sessions folder)")
     j.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
     j.add_argument("--thru", action="store_true", help="also echo the keyboard to MIDI output ports")
     j.add_argument("--soundfont")
@@ -343,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     j.set_defaults(func=_jam)
     rd = sub.add_parser("render", help="render a MIDI file to WAV with the built-in synth")
     rd.add_argument("midi")
-    rd.add_argument("-o", "--output", required=True)
+    rd.add_argument("-o", "--output", required=True, help="the WAV file to write (.wav)")
     rd.add_argument("--soundfont")
     rd.set_defaults(func=_render)
     lp = sub.add_parser("list-ports", help="MIDI inputs and outputs of every backend")
@@ -353,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     rc = sub.add_parser("recover", help="save sessions a crash left unfinished")
     rc.add_argument("journal", nargs="?", help="one journal file (default: every unfinished one)")
     rc.add_argument("--dir", help="the sessions folder (default: ~/Comper/sessions or $COMPER_SESSIONS)")
+    rc.add_argument("--list", action="store_true", help="say which journals would be saved (notes and chords in "
+                                                        "each, the file written) or skipped and why; write nothing")
     rc.set_defaults(func=_recover)
     dr = sub.add_parser("doctor", help="check MIDI, synth, soundfont, onnxruntime and the shipped models")
     dr.add_argument("--soundfont")

@@ -92,3 +92,42 @@ def jack(tmp_path_factory):
     from jack_helpers import run_jack
 
     yield from run_jack(tmp_path_factory)
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """``full_disk(n)``: the n-th file the output writer writes from now on hits a full disk (ENOSPC) after its
+    first bytes, as a real full disk does; the writer's own temporary-file handling runs for real."""
+    import errno
+
+    from app.recording import output
+
+    real = output._write_temp
+
+    def arm(nth: int = 1) -> None:
+        calls = 0
+
+        def write_temp(path, write):
+            nonlocal calls
+            calls += 1
+            if calls != nth:
+                return real(path, write)
+
+            def fill(f):
+                f.write(b"\0" * 4096)
+                f.flush()
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+            return real(path, fill)
+
+        monkeypatch.setattr(output, "_write_temp", write_temp)
+
+    return arm
+
+
+@pytest.fixture(scope="session")
+def nan_bundle(tiny_bundle, tmp_path_factory):
+    """The tiny bundle with every weight NaN and a card whose sha256 matches (tests/fault_helpers.py)."""
+    from fault_helpers import nan_weights_copy
+
+    return nan_weights_copy(tiny_bundle, tmp_path_factory.mktemp("nan-models"), "tiny-nan")

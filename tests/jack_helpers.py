@@ -119,6 +119,15 @@ class Synth:
             self.received.append(tuple(item[0]))
         return self.received
 
+    def sounding(self) -> dict:
+        """(channel, pitch) -> note-ons received beyond their note-offs: what still sounds at this synth."""
+        count: dict = {}
+        for m in self.poll():
+            if len(m) == 3 and m[0] & 0xF0 in (0x80, 0x90):
+                on = m[0] & 0xF0 == 0x90 and m[2] > 0
+                count[(m[0] & 0x0F, m[1])] = count.get((m[0] & 0x0F, m[1]), 0) + (1 if on else -1)
+        return {k: v for k, v in count.items() if v > 0}
+
     def wait_for(self, n: int, timeout: float = 5.0) -> list[tuple[int, ...]]:
         wait_until(lambda: len(self.poll()) >= n, timeout)
         time.sleep(0.05)  # and nothing more arrives

@@ -132,3 +132,41 @@ def test_the_shadow_cache_slide_equals_a_fresh_prefill(policy):
                                                                        planner.state.last_note)
         planner.idle()
     assert slides >= 2 and through_shadow == slides  # every slide took the cheap path, and it was exact
+
+
+# --- planner faults are named, bad options refused -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind,says", [("nan", "the model gave NaN or inf logits"),
+                                       ("ort", "onnxruntime failed ([ONNXRuntimeError]")])
+def test_a_model_that_fails_mid_plan_is_a_bundle_error_naming_the_file_not_a_numpy_error(policy, kind, says):
+    from fault_helpers import break_policy
+
+    from app.engine.bundle import BundleError
+
+    broken = OnnxPolicy(policy.bundle)
+    planner = Planner(broken, PlanSettings(seed=1, listen_beats=0))
+    for pitch, onset in melody_line(8):
+        planner.advance(pitch, onset)
+    break_policy(broken, kind).arm()
+    with pytest.raises(BundleError) as e:
+        planner.advance(60, True)
+    assert str(e.value).startswith(f"{policy.bundle.onnx_path}: {says}") and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("command", [["jam", "--in", "virtual", "--midi-api", "JACK", "--seconds", "1"],
+                                     ["rejam", "melody.mid", "-o", "out.mid"], ["bench", "--frames", "10"]])
+@pytest.mark.parametrize("value", ["nan", "-1", "inf", "3.5"])
+def test_an_out_of_range_temperature_is_one_line_before_anything_opens(command, value, tmp_path, monkeypatch,
+                                                                       capsys):
+    from app.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", f"comper-no-server-{value}")  # a port opened first would fail
+    monkeypatch.setenv("JACK_NO_START_SERVER", "1")                         # with another line
+    monkeypatch.setenv("COMPER_SESSIONS", str(tmp_path))
+    assert main([*command, "--temperature", value]) == 2
+    out, err = capsys.readouterr()
+    shown = value if value != "-1" else "-1.0"
+    assert err == f"comper: error: --temperature {shown}: must be between 0 and 3\n" and out == ""
+    assert list(tmp_path.iterdir()) == []

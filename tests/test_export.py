@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import mido
 import numpy as np
 import pytest
 import torch
@@ -137,6 +138,29 @@ def test_token_table_that_does_not_match_the_graph_is_refused(bundle_dir, tmp_pa
     edit_card(card, lambda c: c.update(tokens=c["tokens"][:-10], vocab_size=len(c["tokens"]) - 10))
     with pytest.raises(BundleError, match=r"graph vocabulary 620 does not match the card's token table \(610"):
         OnnxPolicy(load_bundle(card))
+
+
+def test_a_bundle_whose_weights_give_nan_is_refused_when_it_loads_in_one_line(nan_bundle, tmp_path, capsys,
+                                                                             monkeypatch):
+    from app.cli import main
+
+    load_bundle(nan_bundle)  # the card and its hash are fine: only a forward pass can tell
+    said = f"{nan_bundle.with_suffix('.onnx')}: the model gave NaN or inf logits on a short prompt: refused"
+    with pytest.raises(BundleError) as e:
+        OnnxPolicy(load_bundle(nan_bundle))
+    assert str(e.value) == said
+    melody = tmp_path / "m.mid"
+    mid = mido.MidiFile()
+    mid.tracks.append(mido.MidiTrack([mido.Message("note_on", note=60, time=0),
+                                      mido.Message("note_off", note=60, time=480)]))
+    mid.save(melody)
+    assert main(["rejam", str(melody), "-o", str(tmp_path / "out.mid"), "--model", str(nan_bundle),
+                 "--teacher", "none"]) == 2
+    assert capsys.readouterr().err == f"comper: error: {said}\n"
+    assert not (tmp_path / "out.mid").exists()
+    monkeypatch.setenv("COMPER_MODELS", str(nan_bundle.parent))
+    assert main(["doctor"]) == 1
+    assert f"[!!] model tiny-nan: {said}" in capsys.readouterr().out.splitlines()
 
 
 def test_broken_json_and_missing_card(bundle_dir, tmp_path):

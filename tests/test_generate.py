@@ -1,6 +1,7 @@
 """Batched generation: strictly online, always grammatical, and the torch sampler honours top-k / top-p."""
 
 import numpy as np
+import pytest
 import torch
 
 from app.engine.grammar import Grammar
@@ -72,3 +73,22 @@ def test_chord_mask_allows_only_the_matching_hold():
     assert mask[0, T.CHORD_HOLD + 4] and not mask[0, T.CHORD_HOLD + 5]
     assert not mask[1, T.CHORD_HOLD:T.CHORD_ON].any()
     assert chord_indices(np.array([T.SILENCE, T.CHORD_ON + 7, T.CHORD_HOLD + 7])).tolist() == [-1, 7, 7]
+
+
+def test_the_preallocated_kv_buffer_gives_the_concatenated_caches_logits():
+    from training.models.transformer import KVBuffer
+
+    torch.manual_seed(0)
+    policy = OnlinePolicy(preset("tiny")).eval()
+    steps = torch.randint(4, T.VOCAB_SIZE, (2, 12))
+    with torch.no_grad():
+        _, grown = policy(torch.full((2, 1), T.BOS))
+        buffered = KVBuffer.from_cache(grown, capacity=1 + steps.shape[1])
+        for t in range(0, steps.shape[1], 2):
+            a, grown = policy(steps[:, t:t + 2], past=grown, start=1 + t)
+            b, buffered = policy(steps[:, t:t + 2], past=buffered, start=1 + t)
+            assert torch.allclose(a, b, atol=1e-5)
+        full, _ = policy(torch.cat([torch.full((2, 1), T.BOS), steps], 1))
+    assert torch.allclose(full[:, -2:], b, atol=1e-4)  # and both equal the uncached forward pass
+    with pytest.raises(ValueError, match="capacity"):  # a full buffer refuses more positions
+        policy(steps[:, :2], past=buffered, start=13)

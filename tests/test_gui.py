@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -178,9 +179,10 @@ def test_a_session_is_saved_listed_renamed_exported_rendered_replayed_and_delete
     qtbot.waitUntil(lambda: "first jam" in panel.names(), timeout=5000)
     info = panel.selected()
     folder = env / "sessions"
-    assert {p.name for p in folder.iterdir()} >= {"first jam.mid", "first jam.json", "first jam.journal.jsonl"}
+    assert {p.name for p in folder.iterdir()} >= {"first jam.mid", "first jam.mid.session.json",
+                                                  "first jam.journal.jsonl"}
     assert not saved.exists()
-    side = json.loads((folder / "first jam.json").read_text())
+    side = json.loads((folder / "first jam.mid.session.json").read_text())
     assert side["midi"] == "first jam.mid" and side["journal"].endswith("first jam.journal.jsonl")
 
     (env / "out").mkdir()
@@ -200,6 +202,27 @@ def test_a_session_is_saved_listed_renamed_exported_rendered_replayed_and_delete
     panel.delete(info)
     qtbot.waitUntil(lambda: "first jam" not in panel.names(), timeout=5000)
     assert not any(folder.iterdir())
+
+
+def test_a_session_saved_by_an_older_version_is_listed_renamed_and_deleted(tmp_path):
+    """Sidecars used to be ``NAME.json``: still read; a rename writes the current name, ``NAME.mid.session.json``."""
+    from app.gui.sessions import delete_session, list_sessions, rename_session
+    from app.recording import Recorder, sidecar_path
+
+    r = Recorder(tmp_path, {"bpm": 120, "model_name": "old-model"}, stem="old")
+    r.melody_on(0, 0.0, 60, 90)
+    r.chord(0, 0.0, "C", [60, 64, 67], 48, True, 5)
+    midi = r.save(tmp_path / "old.mid")
+    sidecar_path(midi).rename(tmp_path / "old.json")
+    [info] = list_sessions(tmp_path)
+    assert (info.model, info.notes, info.chords) == ("old-model", 1, 1)
+    new = rename_session(info, "renamed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["renamed.journal.jsonl", "renamed.mid",
+                                                          "renamed.mid.session.json"]
+    assert (new.model, new.notes) == ("old-model", 1)
+    assert json.loads(sidecar_path(new.midi).read_text())["midi"] == "renamed.mid"
+    delete_session(new)
+    assert not any(tmp_path.iterdir())
 
 
 def test_settings_survive_a_restart_of_the_window(qtbot, make_window, env):
@@ -306,6 +329,83 @@ def test_comper_demo_writes_a_screenshot_mid_jam_and_reports_the_stall(env, tmp_
     assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "max GUI stall" in r.stdout and "saved" in r.stdout
     assert list((env / "sessions").glob("*.mid"))
+
+
+@pytest.mark.parametrize("broken", ["nan-weights", "wrong-hash"])
+def test_comper_demo_with_a_model_that_cannot_play_ends_in_one_line(nan_bundle, tiny_bundle, tmp_path, broken):
+    """A bundle whose weights give NaN (its hash matches) is refused as it loads; one whose hash does not match
+    made the demo wait for ever for its model. Either way: one line, status 1, and it ends."""
+    models = tmp_path / "models"
+    models.mkdir()
+    if broken == "nan-weights":
+        for f in (nan_bundle, nan_bundle.with_suffix(".onnx")):
+            shutil.copy(f, models / f.name)
+        reason = f"cannot load tiny-nan: {models / 'tiny-nan.onnx'}: the model gave NaN or inf logits on a short"
+    else:
+        card = json.loads(tiny_bundle.read_text())
+        card.pop("int8", None)
+        card["onnx"]["sha256"] = "0" * 64
+        (models / "tiny-test.json").write_text(json.dumps(card))
+        shutil.copy(tiny_bundle.with_suffix(".onnx"), models / "tiny-test.onnx")
+        reason = f"cannot load tiny-test: {models / 'tiny-test.onnx'}: sha256 "
+    e = dict(os.environ, QT_QPA_PLATFORM="offscreen", COMPER_MODELS=str(models),
+             COMPER_SETTINGS=str(tmp_path / "s.ini"), COMPER_SESSIONS=str(tmp_path / "sessions"))
+    r = subprocess.run([sys.executable, "-m", "app.cli", "--demo", "--seconds", "3"], cwd=REPO, env=e,
+                       capture_output=True, text=True, timeout=120)
+    said = [line for line in r.stderr.splitlines() if line.startswith("comper")]
+    assert r.returncode == 1 and len(said) == 1 and said[0].startswith(f"comper: {reason}"), r.stderr[-2000:]
+
+
+def test_a_planner_fault_mid_jam_stops_it_says_why_and_keeps_the_take(qtbot, make_window):
+    from fault_helpers import break_policy
+
+    w = make_window(**FAST)
+    start(qtbot, w)
+    qtbot.waitUntil(lambda: w.jam.snapshot().stats["chords"] >= 2, timeout=10000)
+    said: list[str] = []
+    w.jam.failed.connect(said.append)
+    with qtbot.waitSignal(w.jam.stopped, timeout=20000) as blocker:
+        break_policy(w.jam.session.planner.policy, "nan").arm()
+    summary, saved = blocker.args
+    assert w.jam.state == "idle" and w.transport.start_button.text() == "Start"
+    assert len(said) == 1 and said[0].startswith("the jam stopped at frame ") and "NaN or inf logits" in said[0]
+    assert said[0].endswith(f"; the take so far is saved as {saved.name}")
+    assert w.statusBar().currentMessage() == said[0], "the reason stays on screen"
+    assert w.synth.synth.sounding() == set(), "every note released"
+    chords = [m for m in mido.MidiFile(str(saved)).tracks[0] if m.type == "marker"]
+    assert len(chords) == summary["chords"] >= 2, "the chords played before the fault are in the take"
+
+
+def test_comper_demo_ended_by_sigterm_saves_the_jam_and_releases_every_note_at_the_midi_port(env, tmp_path, jack):
+    import signal
+
+    from jack_helpers import Synth, unique, wait_until
+
+    from app.recording import find_unfinished
+
+    synth = Synth(unique("gui-out"))
+    ini = tmp_path / "demo.ini"
+    store = QSettings(str(ini), QSettings.Format.IniFormat)
+    for k, v in {**FAST, "midi_out": synth.name}.items():
+        store.setValue(k, v)
+    store.sync()
+    e = dict(os.environ, QT_QPA_PLATFORM="offscreen", COMPER_SETTINGS=str(ini))
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "--demo", "--seconds", "60"], cwd=REPO, env=e,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_until(lambda: len(synth.sounding()) >= 2, 60), "the demo's chords sound at the MIDI port"
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    time.sleep(0.2)
+    left = synth.sounding()
+    synth.unplug()
+    assert proc.returncode == 0 and not left, (left, out[-2000:])
+    assert "saved" in out and list((env / "sessions").glob("*.mid"))
+    assert find_unfinished(env / "sessions") == [], "the jam was saved and its journal closed"
 
 
 def test_the_cli_does_not_need_qt_for_its_commands():

@@ -1,5 +1,6 @@
 """The live jam on the real clock: the same chords as the simulated jam, deadline misses that never stall the
-music, a model switch, note hygiene, the teacher's intro fill; and end to end over real rtmidi on JACK."""
+music, a model switch, note hygiene, the teacher's intro fill, faults that stop the jam with every note released
+and the take kept; and end to end over real rtmidi on JACK."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from app.engine.simulate import simulate
 from app.midi import MidiInput, MidiOutput, NoteEvent
 from app.engine.performer import MidiSink
 
+from fault_helpers import break_policy
 from jack_helpers import Synth, unique
 
 
@@ -257,3 +259,58 @@ def test_panic_silences_the_sounding_chord_and_the_jam_goes_on(policy):
         time.sleep(0.01)
     session.stop()
     assert not sink.unmatched()
+
+
+# --- faults: the jam stops, says why in one line, releases every note, and keeps the take -------------------------
+
+
+def break_jam(session: JamSession, kind: str):
+    """Make the running jam fail the way ``kind`` says; returns the callable that arms it."""
+    if kind in ("nan", "ort"):
+        return break_policy(session.planner.policy, kind).arm
+
+    def crash(*_args, **_kwargs):
+        raise RuntimeError("boom")
+
+    if kind == "planner thread":
+        return lambda: setattr(session.planner, "advance", crash)
+    return lambda: setattr(session.performer, "play", crash)  # the scheduler (clock) thread
+
+
+@pytest.mark.parametrize("kind,reason", [
+    ("nan", "the planner failed: {onnx}: the model gave NaN or inf logits"),
+    ("ort", "the planner failed: {onnx}: onnxruntime failed ([ONNXRuntimeError]"),
+    ("planner thread", "the planner failed: RuntimeError: boom"),
+    ("scheduler thread", "the scheduler failed: RuntimeError: boom"),
+], ids=["nan-logits", "onnxruntime-error", "planner-thread-dies", "scheduler-thread-dies"])
+def test_a_fault_stops_the_jam_releases_every_note_and_keeps_the_take(policy, tmp_path, kind, reason):
+    from app.recording import Recorder
+
+    sink = CaptureSink()
+    plan = PlanSettings(lookahead_beats=1, commit_beats=1, listen_beats=0, seed=2, temperature=1.5)
+    session = JamSession(OnnxPolicy(policy.bundle), JamSettings(bpm=240, count_in_bars=0, plan=plan), [sink])
+    recorder = Recorder(tmp_path, {"bpm": 240, "t0": None})
+    session.recorder = session.performer.recorder = recorder
+    told = []
+    session.on_fault = told.append
+    arm = break_jam(session, kind)
+    session.start()
+    deadline = time.monotonic() + 20
+    while (session.performer.chords_struck < 2 or session.performer.sounding is None) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert session.performer.sounding is not None, "a chord sounds when the fault comes"
+    struck = session.performer.chords_struck
+    arm()
+    assert session.failed.wait(5), "the jam stops by itself"
+    assert not sink.unmatched(), "every note is released at once, before the owner stops the jam"
+    message = str(session.fault)
+    assert message.startswith("the jam stopped at frame ") and "\n" not in message
+    assert reason.format(onnx=policy.bundle.onnx_path) in message and told == [session.fault]
+    n = len(session.played)
+    time.sleep(0.3)
+    assert len(session.played) == n, "the clock stopped: no more frames held in silence as deadline misses"
+    summary = session.stop()
+    assert not sink.unmatched() and summary["chords"] >= struck
+    midi = recorder.save(tmp_path / "take.mid", **summary)
+    markers = [m for m in mido.MidiFile(str(midi)).tracks[0] if m.type == "marker"]
+    assert len(markers) == summary["chords"], "every chord played before the fault is in the take"

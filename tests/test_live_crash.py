@@ -1,5 +1,6 @@
-"""`comper jam` as a musician runs it, over real MIDI on JACK: killed mid-jam it loses nothing that was played, and
-on a machine with no MIDI at all it fails in one line.
+"""`comper jam` as a musician runs it, over real MIDI on JACK: killed mid-jam it loses nothing that was played;
+ended by SIGTERM or Ctrl-C, a planner fault or a crash, it leaves no note sounding at the port; a bad journal in
+its folder never blocks it; and on a machine with no MIDI at all it fails in one line.
 
 The crash test runs the real command in a subprocess, plays notes into its virtual input from another JACK client,
 waits until chords arrive at a third (the synth), kills it with SIGKILL, runs `comper recover`, and compares the
@@ -18,9 +19,10 @@ import time
 from pathlib import Path
 
 import mido
+import pytest
 import rtmidi
 
-from app.recording import find_unfinished
+from app.recording import find_unfinished, sidecar_path
 
 from jack_helpers import Synth, unique, wait_until
 
@@ -73,39 +75,58 @@ def melody_saved(mid: mido.MidiFile) -> list[int]:
     return [p for _, p in sorted(ons, key=lambda x: x[0])]
 
 
+def jam_command(tmp_path: Path, bundle: Path, synth: str, *extra: str) -> list[str]:
+    """`comper jam` from the virtual input to ``synth`` on JACK at 240 bpm, recorded into ``tmp_path``."""
+    return [sys.executable, "-m", "app.cli", "jam", "--in", "virtual", "--out", synth, "--midi-api", "JACK",
+            "--bpm", "240", "--listen", "1", "--count-in", "0", "--record", str(tmp_path / "jam.mid"),
+            "--model", str(bundle), "--teacher", "none", "--seed", "2", *extra]
+
+
+def start_jam(tmp_path: Path, bundle: Path, synth: str) -> tuple[subprocess.Popen, Path]:
+    """The jam in a subprocess, once it plays; its output goes to ``tmp_path / "jam.log"``."""
+    log_path = tmp_path / "jam.log"
+    env = dict(os.environ, COMPER_SESSIONS=str(tmp_path), PYTHONUNBUFFERED="1")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(jam_command(tmp_path, bundle, synth), cwd=REPO, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    started = wait_until(lambda: proc.poll() is not None or "Ctrl-C ends the jam" in log_path.read_text(), 30)
+    assert started and proc.poll() is None, f"comper jam did not start: {log_path.read_text()[-2000:]}"
+    return proc, log_path
+
+
+def open_comper_in(player) -> None:
+    port = next((i for i, n in enumerate(player.get_ports()) if n.endswith(":Comper in")), None)
+    assert port is not None, f"no ':Comper in' among {player.get_ports()}"
+    player.open_port(port)
+
+
+def play_until_chords(player, synth: Synth, sent: list[int], strikes: int = 3, seconds: float = 10) -> None:
+    """Play the phrase (each note into ``sent``) until ``strikes`` chords reached the synth."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and (len(sent) < 8 or len(strikes_heard(synth.poll())) < strikes):
+        pitch = PHRASE[len(sent) % len(PHRASE)]
+        player.send_message([0x90, pitch, 90])
+        sent.append(pitch)
+        time.sleep(0.1)
+        player.send_message([0x80, pitch, 0])
+        time.sleep(0.025)
+    assert len(strikes_heard(synth.poll())) >= strikes, "no chords reached the synth"
+
+
 def test_sigkill_mid_jam_loses_no_note_played_and_no_chord_heard(jack, tiny_bundle, tmp_path, capsys):
     from app.cli import main
 
     synth = Synth(unique("crash-synth"))
     player = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, unique("crash-player"))
-    log_path = tmp_path / "jam.log"
-    cmd = [sys.executable, "-m", "app.cli", "jam", "--in", "virtual", "--out", synth.name, "--midi-api", "JACK",
-           "--bpm", "240", "--listen", "1", "--count-in", "0", "--record", str(tmp_path / "jam.mid"),
-           "--model", str(tiny_bundle), "--teacher", "none", "--seed", "2"]
-    env = dict(os.environ, COMPER_SESSIONS=str(tmp_path), PYTHONUNBUFFERED="1")
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+    proc, _ = start_jam(tmp_path, tiny_bundle, synth.name)
     try:
-        started = wait_until(lambda: proc.poll() is not None or "Ctrl-C ends the jam" in log_path.read_text(), 30)
-        assert started and proc.poll() is None, f"comper jam did not start: {log_path.read_text()[-2000:]}"
-        port = next((i for i, n in enumerate(player.get_ports()) if n.endswith(":Comper in")), None)
-        assert port is not None, f"no ':Comper in' among {player.get_ports()}"
-        player.open_port(port)
+        open_comper_in(player)
         journal = next(tmp_path.glob("*.journal.jsonl"))
         header = json.loads(journal.read_text().splitlines()[0])
         t0, frame_s = header["t0"], 60 / 240 / 4
 
         sent: list[int] = []
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and (len(sent) < 8 or len(strikes_heard(synth.poll())) < 3):
-            pitch = PHRASE[len(sent) % len(PHRASE)]
-            player.send_message([0x90, pitch, 90])
-            sent.append(pitch)
-            time.sleep(0.1)
-            player.send_message([0x80, pitch, 0])
-            time.sleep(0.025)
-        assert len(strikes_heard(synth.poll())) >= 3, f"no chords reached the synth: {log_path.read_text()[-2000:]}"
+        play_until_chords(player, synth, sent)
         held = PHRASE[len(sent) % len(PHRASE)]
         player.send_message([0x90, held, 90])  # killed while this note is down
         sent.append(held)
@@ -136,7 +157,7 @@ def test_sigkill_mid_jam_loses_no_note_played_and_no_chord_heard(jack, tiny_bund
     assert melody_saved(mid) == sent, "every melody note sent before the kill, in order"
     saved = strikes_saved(mid)
     assert len(heard) >= 3 and saved == heard, "the chords the synth heard, and only those, are in the file"
-    side = json.loads(midi_path.with_suffix(".json").read_text())
+    side = json.loads(sidecar_path(midi_path).read_text())
     assert side["recovered"] is True and side["model"]["name"] == "tiny-test"
 
 
@@ -159,3 +180,122 @@ def test_jam_with_no_midi_at_all_fails_in_one_line(tmp_path):
             assert text in lines[0], (args, lines[0])
         assert done.stdout == "", (args, done.stdout)  # the synth never started
     assert not any(tmp_path.iterdir()), "no session was started"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_jam_ended_by_a_signal_releases_every_note_at_the_port_and_saves_the_take(jack, tiny_bundle, tmp_path,
+                                                                                     sig):
+    synth = Synth(unique("signal-synth"))
+    player = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, unique("signal-player"))
+    proc, log_path = start_jam(tmp_path, tiny_bundle, synth.name)
+    try:
+        open_comper_in(player)
+        play_until_chords(player, synth, [])
+        player.send_message([0x90, 67, 90])  # a note held down too
+        assert wait_until(lambda: synth.sounding(), 5), "a chord sounds at the port when the signal comes"
+        os.kill(proc.pid, sig)
+        assert proc.wait(timeout=30) == 0, log_path.read_text()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        player.close_port()
+        player.delete()
+    time.sleep(0.2)
+    left = synth.sounding()
+    synth.unplug()
+    assert not left, f"notes left sounding at the port: {left}"
+    assert f"saved {tmp_path / 'jam.mid'}" in log_path.read_text()
+    assert find_unfinished(tmp_path) == [] and sidecar_path(tmp_path / "jam.mid").exists()
+    assert strikes_saved(mido.MidiFile(tmp_path / "jam.mid")), "the chords played are in the take"
+
+
+def test_a_bad_journal_in_the_sessions_folder_never_blocks_a_new_jam(jack, tiny_bundle, tmp_path):
+    bad = tmp_path / "session-old.journal.jsonl"
+    bad.write_text('{"e":"on","f":0,"t":0,"p":60}\n')  # no header: nothing to recover from it
+    synth = Synth(unique("journal-synth"))
+    env = dict(os.environ, COMPER_SESSIONS=str(tmp_path))
+    done = subprocess.run(jam_command(tmp_path, tiny_bundle, synth.name, "--seconds", "1"), cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    synth.unplug()
+    assert done.returncode == 0, done.stderr[-2000:]
+    said = [line for line in done.stderr.splitlines() if line.startswith("comper:")]
+    assert said == [f"comper: skipped {bad}: line 1 is not a journal header"]
+    assert (tmp_path / "jam.mid").exists() and f"saved {tmp_path / 'jam.mid'}" in done.stdout
+
+
+@pytest.mark.parametrize("kind", ["planner-fault", "crash"])
+def test_a_planner_fault_or_a_crash_mid_jam_leaves_no_note_sounding_at_the_port(jack, tiny_bundle, tmp_path, capsys,
+                                                                               monkeypatch, kind):
+    """In-process (so the model can be broken on cue): NaN logits mid-jam end it with one line, status 2, the take
+    saved; an unexpected error in the jam's own loop ends it with its traceback, the take left to `recover`. In
+    both, what sounded at the port gets its note-off."""
+    import threading
+
+    import app.cli as cli
+    import app.engine.policy as policy_module
+    from fault_helpers import FaultySession
+
+    sessions: list[FaultySession] = []
+    real_session = policy_module.onnx_session
+
+    def faulty_session(bundle, threads=1):
+        sessions.append(FaultySession(real_session(bundle, threads), "nan"))
+        return sessions[-1]
+
+    monkeypatch.setattr(policy_module, "onnx_session", faulty_session)
+    crash = threading.Event()
+
+    def wait_or_crash(session, seconds):
+        """The jam's own loop, failing with an error no one expected once ``crash`` is set."""
+        while not crash.wait(0.05):
+            pass
+        raise RuntimeError("boom")
+
+    if kind == "crash":
+        monkeypatch.setattr(cli, "_wait_for_end", wait_or_crash)
+    monkeypatch.setenv("COMPER_SESSIONS", str(tmp_path))
+    synth = Synth(unique("fault-synth"))
+    player = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, unique("fault-player"))
+    helper_failed: list[BaseException] = []
+
+    def play_then_break() -> None:
+        try:
+            assert wait_until(lambda: any(n.endswith(":Comper in") for n in player.get_ports()), 30)
+            open_comper_in(player)
+            play_until_chords(player, synth, [], strikes=2)
+            assert wait_until(lambda: synth.sounding(), 5), "a chord sounds when it breaks"
+        except BaseException as e:  # noqa: BLE001 - reported by the test, not lost in the thread
+            helper_failed.append(e)
+        (sessions[-1].arm if kind == "planner-fault" else crash.set)()
+
+    helper = threading.Thread(target=play_then_break, daemon=True)
+    helper.start()
+    args = jam_command(tmp_path, tiny_bundle, synth.name, "--seconds", "60")[3:]
+    t0 = time.monotonic()
+    try:
+        if kind == "planner-fault":
+            assert cli.main(args) == 2
+        else:
+            with pytest.raises(RuntimeError, match="boom"):
+                cli.main(args)
+    finally:
+        crash.set()
+        helper.join(timeout=30)
+        player.close_port()
+        player.delete()
+    assert not helper_failed, helper_failed
+    assert time.monotonic() - t0 < 40, "it ended at the fault, not at --seconds"
+    time.sleep(0.2)
+    left = synth.sounding()
+    heard = strikes_heard(synth.poll())
+    synth.unplug()
+    assert len(heard) >= 2 and not left, f"notes left sounding at the port: {left}"
+    out, err = capsys.readouterr()
+    if kind == "planner-fault":
+        assert err.count("\n") == 1 and err.startswith("comper: error: the jam stopped at frame "), err
+        assert f"the planner failed: {tiny_bundle.with_suffix('.onnx')}: the model gave NaN or inf logits" in err
+        assert err.endswith(f"; the take so far is saved in {tmp_path / 'jam.mid'}\n")
+        assert find_unfinished(tmp_path) == [] and strikes_saved(mido.MidiFile(tmp_path / "jam.mid"))
+    else:
+        assert len(find_unfinished(tmp_path)) == 1, "the take is left to `comper recover`"

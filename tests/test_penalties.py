@@ -1,5 +1,6 @@
 """Each rule penalty on hand-made rollouts with known answers."""
 
+import pytest
 import torch
 
 from training.data import tokens as T
@@ -54,3 +55,24 @@ def test_repetition_counts_events_not_frames():
     six = seq(C, C, C, C, C, C, C + 5, C, C)  # a run of 6 then a run of 2
     assert abs(P.repetition(six).item() + 0.6) < 1e-6
     assert set(P.all_penalties(six, torch.full_like(six, NOTE))) == {"invalid", "silence", "early_stop", "repetition"}
+
+
+def _frames(*events):
+    """Chord tokens from (chord index, length in frames) events: an onset then holds."""
+    out = []
+    for chord, n in events:
+        out += [T.CHORD_ON + chord] + [T.CHORD_HOLD + chord] * (n - 1)
+    return torch.tensor([out])
+
+
+def test_harmonic_rhythm_is_zero_for_the_songs_own_rhythm_and_charges_flicker_and_offbeats():
+    song = _frames((0, 16), (5, 16), (7, 16), (0, 16))  # a chord a bar
+    assert P.harmonic_rhythm(song, song).item() == 0
+    other_chords_same_rhythm = _frames((9, 16), (2, 16), (7, 16), (9, 16))
+    assert P.harmonic_rhythm(other_chords_same_rhythm, song).item() == 0  # rhythm only, not the chords
+    flicker = _frames(*[(c, 4) for c in (0, 5) * 8])  # a change every beat: 16 changes against 4
+    assert P.harmonic_rhythm(flicker, song).item() == pytest.approx(-3.0)
+    offbeat = _frames((0, 2), (5, 16), (7, 16), (0, 16), (0, 14))  # 4 changes, but struck off the beat
+    assert P.harmonic_rhythm(offbeat, song).item() < 0
+    frozen = _frames((0, 64))
+    assert P.harmonic_rhythm(frozen, song).item() == pytest.approx(-0.75)

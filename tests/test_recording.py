@@ -1,8 +1,11 @@
 """Recording: the journal round trip, saving to a type-1 MIDI file + sidecar, crash safety (a SIGKILLed recorder
-loses nothing it reported), torn last lines, and a saved session that really sounds its chords when rendered."""
+loses nothing it reported), torn last lines, recovery that takes each journal on its own (bad lines and fields
+skipped and said, closed only once saved, ``--list`` writing nothing), and a saved session that really sounds its
+chords when rendered."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -16,7 +19,8 @@ import numpy as np
 import pytest
 
 from app.recording import (
-    JournalError, Recorder, default_midi_path, find_unfinished, read_journal, recover, save_session, sidecar_path,
+    JournalError, OutputError, Recorder, default_midi_path, find_unfinished, read_journal, recover, save_session,
+    sidecar_path,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,7 +157,7 @@ def test_sidecar_says_how_the_session_was_made(tmp_path):
     r = record_small_session(tmp_path)
     midi = r.save(tmp_path / "out" / "jam.mid")
     side = json.loads(sidecar_path(midi).read_text())
-    assert sidecar_path(midi) == tmp_path / "out" / "jam.json"
+    assert sidecar_path(midi) == tmp_path / "out" / "jam.mid.session.json"
     assert side["app_version"] == "0.1.0"
     assert side["model"] == {"name": "online-small", "sha256": "ab" * 32}
     assert side["seed"] == 7 and side["bpm"] == 100.0 and side["meter"] == [3, 4]
@@ -164,7 +168,7 @@ def test_sidecar_says_how_the_session_was_made(tmp_path):
     assert [row[0] for row in side["tokens"]] == [0, 1, 2, 3, 4, 8, 12, 13]
     assert side["melody_notes"] == 4 and side["chord_onsets"] == 3 and side["lead_in_bars"] == 1
     assert side["midi"] == "jam.mid" and Path(side["journal"]) == r.path.resolve()
-    assert side["journal_issues"] == {"truncated_tail": False, "skipped_lines": []}
+    assert side["journal_issues"] == {"truncated_tail": False, "skipped_lines": [], "problems": []}
     assert side["started"] and side["ended"]
 
 
@@ -246,7 +250,7 @@ def test_truncated_last_line_is_tolerated_and_repaired(tmp_path):
     assert repaired.finished and not repaired.truncated and repaired.events == complete.events
     assert repaired.close["recovered"] is True
     assert find_unfinished(tmp_path) == []
-    side = json.loads((tmp_path / "rescued.json").read_text())
+    side = json.loads(sidecar_path(midi).read_text())
     assert side["recovered"] is True and side["journal_issues"]["truncated_tail"] is True
     assert side["timing"] == {"frames_planned": 12, "deadline_misses": 0}  # the last stats line before the crash
     mid = mido.MidiFile(str(midi))
@@ -266,9 +270,29 @@ def test_journal_without_header_is_a_clear_error(tmp_path):
 def test_save_session_from_an_open_journal(tmp_path):
     r = record_small_session(tmp_path, close=False)
     midi = save_session(r.path, tmp_path / "snapshot.mid")
-    assert json.loads((tmp_path / "snapshot.json").read_text())["finished"] is False
+    assert json.loads(sidecar_path(midi).read_text())["finished"] is False
     assert len(notes_of(mido.MidiFile(str(midi)).tracks[2])) == 9
     r.close()
+
+
+def test_a_full_disk_while_saving_leaves_neither_file_nor_temporary(tmp_path, full_disk):
+    r = record_small_session(tmp_path)
+    out = tmp_path / "out"
+    full_disk(2)  # the MIDI file fits, the sidecar does not
+    with pytest.raises(OutputError) as e:
+        r.save(out / "jam.mid")
+    assert str(e.value) == f"{sidecar_path(out / 'jam.mid')}: cannot write: {os.strerror(errno.ENOSPC)}"
+    assert list(out.iterdir()) == []  # no MIDI file without its sidecar, no x.mid.tmp
+    assert r.save(out / "jam.mid").exists()  # the journal is intact: saving again (disk freed) works
+
+
+def test_a_melody_note_released_as_it_is_struck_still_ends_after_it(tmp_path):
+    r = Recorder(tmp_path, {"bpm": 120, "t0": 0.0})
+    r.melody_on(0, 0.0, 60, 90)
+    r.melody_off(0, 0.0, 60)  # a note-off at the note-on's time would be written first: a stuck note
+    r.melody_on(1, 0.125, 62, 90)
+    mid = mido.MidiFile(str(r.save(tmp_path / "short.mid")))
+    assert notes_of(mid.tracks[1]) == [(0, 1, 60), (120, 121, 62)]
 
 
 # -- a saved session sounds ---------------------------------------------------------------------------------------
@@ -301,3 +325,118 @@ def test_rendered_session_sounds_its_chord(tmp_path):
     played = [peak(hz) for hz in (261.63, 329.63, 392.00)]
     assert min(played) > 50, played
     assert peak(311.13) < min(played) / 10 and peak(349.23) < min(played) / 10
+
+
+# -- recovery: each journal on its own, bad lines skipped and said, closed only once saved ------------------------
+
+
+def write_journal(path: Path, header: dict | None, events: list[dict]) -> Path:
+    """A journal as a crash (or a hand edit, or another version) leaves it: no closing line."""
+    lines = ([{"e": "header", "format": 1, **header}] if header is not None else []) + events
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return path
+
+
+GOOD_EVENTS = [{"e": "on", "f": 0, "t": 0.0, "p": 60, "v": 90}, {"e": "off", "f": 2, "t": 0.25, "p": 60},
+               {"e": "chord", "f": 0, "t": 0.0, "s": "C", "p": [52, 55, 60], "b": 36, "on": True, "tok": 5},
+               {"e": "on", "f": 4, "t": 0.5, "p": 64, "v": 80}, {"e": "off", "f": 6, "t": 0.75, "p": 64}]
+
+
+def recover_cli(args: list[str], capsys) -> tuple[int, list[str], list[str]]:
+    from app.cli import main
+
+    code = main(["recover", *args])
+    out, err = capsys.readouterr()
+    return code, out.splitlines(), err.splitlines()
+
+
+def test_a_broken_older_journal_does_not_stop_a_newer_one_from_being_recovered(tmp_path, capsys):
+    old = write_journal(tmp_path / "session-a.journal.jsonl", None, GOOD_EVENTS)  # no header at all
+    os.utime(old, (1_000_000, 1_000_000))
+    new = write_journal(tmp_path / "session-b.journal.jsonl", {"bpm": 120, "t0": 0.0}, GOOD_EVENTS)
+    assert find_unfinished(tmp_path) == [old, new]
+    code, out, err = recover_cli(["--dir", str(tmp_path)], capsys)
+    assert code == 2  # something was skipped: said, and the status says so too
+    assert out == [f"recovered {new} -> {tmp_path / 'session-b.mid'}"]
+    assert err == [f"comper: skipped {old}: line 1 is not a journal header"]
+    assert melody_notes(tmp_path / "session-b.mid") == [60, 64]
+    assert find_unfinished(tmp_path) == [old]  # left as it was, offered again; the good one is done
+    assert old.read_text() == "".join(json.dumps(x) + "\n" for x in GOOD_EVENTS)
+
+
+def melody_notes(midi: Path) -> list[int]:
+    return [p for _, _, p in notes_of(mido.MidiFile(str(midi)).tracks[1])]
+
+
+@pytest.mark.parametrize("header,bad_event,field,expected", [
+    ({"bpm": 0}, None, "'bpm' is 0", [60, 64]),
+    ({"bpm": "fast"}, None, "'bpm' is \"fast\"", [60, 64]),
+    ({"bpm": 120, "meter": [4, 3]}, None, "'meter' is [4, 3]", [60, 64]),
+    ({"bpm": 120}, {"e": "on", "f": 1, "t": 0.1, "v": 90}, "without 'p'", [60, 64]),
+    ({"bpm": 120}, {"e": "on", "f": 1, "t": 0.1, "p": 200, "v": 90}, "'p' is 200", [60, 64]),
+    ({"bpm": 120}, {"e": "chord", "f": 1, "t": "soon", "p": [60]}, "'t' is \"soon\"", [60, 64]),
+])
+def test_a_bad_field_is_skipped_and_said_and_the_rest_is_recovered(tmp_path, capsys, header, bad_event, field,
+                                                                    expected):
+    events = GOOD_EVENTS[:3] + ([bad_event] if bad_event else []) + GOOD_EVENTS[3:]
+    journal = write_journal(tmp_path / "session-x.journal.jsonl", {"t0": 0.0, **header}, events)
+    code, out, err = recover_cli(["--dir", str(tmp_path)], capsys)
+    assert code == 0 and out == [f"recovered {journal} -> {tmp_path / 'session-x.mid'}"]
+    assert len(err) == 1 and err[0].startswith(f"comper: warning: {journal}: line ") and field in err[0], err
+    assert melody_notes(tmp_path / "session-x.mid") == expected
+    assert find_unfinished(tmp_path) == []  # closed, and only now that its MIDI file exists
+    side = json.loads(sidecar_path(tmp_path / "session-x.mid").read_text())
+    assert side["recovered"] is True and len(side["journal_issues"]["problems"]) == 1
+
+
+def test_a_journal_is_closed_only_after_its_files_are_written(tmp_path, full_disk):
+    r = record_small_session(tmp_path, close=False)
+    full_disk(1)  # the MIDI file does not fit
+    with pytest.raises(OutputError):
+        r.save(tmp_path / "jam.mid", frames=14)
+    assert find_unfinished(tmp_path) == [r.path], "the take is still offered for recovery"
+    assert not (tmp_path / "jam.mid").exists()
+    full_disk(2)  # recovery on a disk still full: the sidecar does not fit; the journal stays unfinished again
+    with pytest.raises(OutputError):
+        recover(r.path)
+    assert find_unfinished(tmp_path) == [r.path] and not read_journal(r.path).finished
+    midi = recover(r.path)  # the disk freed
+    assert find_unfinished(tmp_path) == [] and len(notes_of(mido.MidiFile(str(midi)).tracks[1])) == 4
+
+
+def test_a_saved_jam_closes_its_journal_with_the_final_counters(tmp_path):
+    r = record_small_session(tmp_path, close=False)
+    midi = r.save(tmp_path / "jam.mid", frames=14, deadline_misses=2)
+    j = read_journal(r.path)
+    assert j.finished and j.stats["frames"] == 14 and r.closed
+    side = json.loads(sidecar_path(midi).read_text())
+    assert side["finished"] is True and side["ended"] == j.close["ended"]
+    assert side["timing"] == {"frames_planned": 12, "deadline_misses": 2, "frames": 14}
+
+
+def test_recover_list_says_what_it_would_do_and_writes_nothing(tmp_path, capsys):
+    good = write_journal(tmp_path / "session-a.journal.jsonl", {"bpm": 120, "t0": 0.0}, GOOD_EVENTS)
+    bad_pitch = write_journal(tmp_path / "session-b.journal.jsonl", {"bpm": 120, "t0": 0.0},
+                              GOOD_EVENTS + [{"e": "on", "f": 9, "t": 1.2, "p": 200}])
+    headless = write_journal(tmp_path / "session-c.journal.jsonl", None, GOOD_EVENTS)
+    (tmp_path / "session-d.mid").mkdir()  # where session-d would be saved: a folder, refused
+    blocked = write_journal(tmp_path / "session-d.journal.jsonl", {"bpm": 120, "t0": 0.0}, GOOD_EVENTS)
+    for i, p in enumerate((good, bad_pitch, headless, blocked)):
+        os.utime(p, (1_000_000 + i, 1_000_000 + i))
+
+    def snapshot() -> dict:
+        return {p.name: (p.is_dir() or p.read_bytes(), p.stat().st_mtime) for p in tmp_path.iterdir()}
+
+    before = snapshot()
+    code, out, err = recover_cli(["--dir", str(tmp_path), "--list"], capsys)
+    assert snapshot() == before, "--list writes nothing"
+    assert code == 2 and err == []
+    assert out == [
+        f"would recover {good} -> {tmp_path / 'session-a.mid'} (2 melody notes, 1 chord onsets)",
+        f"would recover {bad_pitch} -> {tmp_path / 'session-b.mid'} (2 melody notes, 1 chord onsets)",
+        f"  {bad_pitch}: line 7: on event field 'p' is 200, not a MIDI note 0..127; line skipped",
+        f"skipped {headless}: line 1 is not a journal header",
+        f"skipped {tmp_path / 'session-d.mid'}: not written: it is a folder",
+    ]
+    code, out, _ = recover_cli([str(good), "--list"], capsys)  # one journal named
+    assert code == 0 and out[0].startswith(f"would recover {good} -> ") and not (tmp_path / "session-a.mid").exists()

@@ -1,11 +1,19 @@
-"""`comper rejam` and `comper render` end to end on a tiny bundle: a MIDI melody in, a session file and audio out."""
+"""`comper rejam` and `comper render` end to end on a tiny bundle: a MIDI melody in, a session file and audio out;
+the melody comes back as played; output paths that would destroy something are refused in one line."""
 
+import errno
 import json
+import os
+import shutil
+import stat
 
 import mido
 import pytest
 
 from app.cli import main
+from app.engine.bundle import load_bundle
+from app.engine.midifile import read_melody
+from app.recording import output, sidecar_path
 
 
 @pytest.fixture
@@ -35,7 +43,7 @@ def test_rejam_writes_a_session_and_render_sounds_it(tiny_bundle, melody_file, t
     assert chord_ons, "the model played no chord"
     first_chord_tick = sum(m.time for m in mid.tracks[2][: mid.tracks[2].index(chord_ons[0]) + 1])
     assert first_chord_tick >= 2 * mid.ticks_per_beat  # nothing during the 2 listening beats
-    sidecar = json.loads(out.with_suffix(".json").read_text())
+    sidecar = json.loads(sidecar_path(out).read_text())
     assert sidecar["seed"] == 3 and len(sidecar["tokens"]) == 24 * 4
     assert abs(sidecar["bpm"] - 100) < 1e-6
     wav = tmp_path / "jam.wav"
@@ -44,7 +52,7 @@ def test_rejam_writes_a_session_and_render_sounds_it(tiny_bundle, melody_file, t
     # the same seed gives the same session
     again = tmp_path / "again.mid"
     main(["rejam", str(melody_file), "-o", str(again), "--model", str(tiny_bundle), "--listen", "2", "--seed", "3"])
-    assert json.loads(again.with_suffix(".json").read_text())["tokens"] == sidecar["tokens"]
+    assert json.loads(sidecar_path(again).read_text())["tokens"] == sidecar["tokens"]
 
 
 def test_bad_files_are_one_clear_line(tiny_bundle, melody_file, tmp_path, capsys):
@@ -57,3 +65,125 @@ def test_bad_files_are_one_clear_line(tiny_bundle, melody_file, tmp_path, capsys
     assert "bad.mid" in capsys.readouterr().err
     assert main(["rejam", str(melody_file), "-o", str(tmp_path / "x.mid"), "--model", "no-such-model"]) == 2
     assert "no model named 'no-such-model'" in capsys.readouterr().err
+
+
+def rejam(melody, out, bundle) -> int:
+    return main(["rejam", str(melody), "-o", str(out), "--model", str(bundle), "--listen", "2", "--seed", "1"])
+
+
+def one_line_error(capsys, *parts: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("comper: error: ") and "\n" not in err and all(p in err for p in parts), err
+    return err
+
+
+def test_rejam_next_to_a_model_card_leaves_the_card(tiny_bundle, melody_file, tmp_path, capsys):
+    """`-o models_copy/gapt.mid` used to overwrite the card gapt.json with the session sidecar."""
+    models = tmp_path / "models_copy"
+    models.mkdir()
+    for f in tiny_bundle.parent.glob(tiny_bundle.stem + ".*"):
+        shutil.copy(f, models)
+    card = models / tiny_bundle.name
+    before = card.read_bytes()
+    assert rejam(melody_file, models / f"{card.stem}.mid", tiny_bundle) == 0
+    assert card.read_bytes() == before and load_bundle(card).name == "tiny-test"
+    assert json.loads(sidecar_path(models / f"{card.stem}.mid").read_text())["seed"] == 1
+    capsys.readouterr()
+    assert rejam(melody_file, card, tiny_bundle) == 2
+    one_line_error(capsys, str(card), "it is a model card")
+    assert card.read_bytes() == before
+
+
+def test_output_paths_that_are_no_midi_file_are_refused_in_one_line(tiny_bundle, melody_file, tmp_path, capsys,
+                                                                      monkeypatch):
+    def never(src, dst):  # should the check ever regress, fail here rather than replace /dev/null as root
+        raise AssertionError(f"os.replace onto {dst}")
+
+    monkeypatch.setattr(output.os, "replace", never)
+    song = tmp_path / "out" / "song.json"  # used to get the MIDI file overwritten by its own sidecar, exit 0
+    assert rejam(melody_file, song, tiny_bundle) == 2
+    one_line_error(capsys, str(song), "must end in .mid or .midi")
+    folder = tmp_path / "folder.mid"
+    folder.mkdir()
+    assert rejam(melody_file, folder, tiny_bundle) == 2
+    one_line_error(capsys, str(folder), "it is a folder")
+    assert rejam(melody_file, "/dev/null", tiny_bundle) == 2
+    one_line_error(capsys, "/dev/null", "it is a device")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.mid", "melody.mid"] and not any(folder.iterdir())
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(tiny_bundle, melody_file, tmp_path, capsys, full_disk):
+    out = tmp_path / "out"
+    full_disk(2)  # the MIDI file is written, its sidecar is not
+    assert rejam(melody_file, out / "x.mid", tiny_bundle) == 2
+    one_line_error(capsys, "x.mid.session.json", os.strerror(errno.ENOSPC))
+    assert list(out.iterdir()) == []
+    full_disk(1)
+    assert main(["render", str(melody_file), "-o", str(out / "x.wav")]) == 2
+    one_line_error(capsys, "x.wav", os.strerror(errno.ENOSPC))
+    assert list(out.iterdir()) == []
+
+
+# -- the melody as played -------------------------------------------------------------------------------------------
+
+
+def played(track: mido.MidiTrack) -> list[tuple[int, int, int, int]]:
+    """(on_tick, off_tick, pitch, velocity) of a track; asserts every note-on has its note-off."""
+    now, open_, out = 0, {}, []
+    for msg in track:
+        now += msg.time
+        if msg.type == "note_on" and msg.velocity > 0:
+            assert msg.note not in open_, f"double note-on {msg.note} at {now}"
+            open_[msg.note] = (now, msg.velocity)
+        elif msg.type in ("note_on", "note_off"):
+            on, vel = open_.pop(msg.note)
+            out.append((on, now, msg.note, vel))
+    assert not open_, f"notes never ended: {open_}"
+    return sorted(out)
+
+
+def melody_midi(path, notes, tpb=96, end=None):
+    """A one-track file of (on_tick, off_tick or None, pitch, velocity) notes; None: never released."""
+    events = sorted([(on, 1, "note_on", p, v) for on, _, p, v in notes]
+                    + [(off, 0, "note_off", p, 0) for _, off, p, _ in notes if off is not None])
+    mid = mido.MidiFile(ticks_per_beat=tpb)
+    track = mido.MidiTrack()
+    mid.tracks.append(track)
+    track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(90)))
+    now = 0
+    for tick, _, kind, p, v in events:
+        track.append(mido.Message(kind, note=p, velocity=v, time=tick - now))
+        now = tick
+    track.append(mido.MetaMessage("end_of_track", time=(end or now) - now))
+    mid.save(path)
+    return path
+
+
+def test_rejam_keeps_triplets_and_velocities_as_played(tiny_bundle, tmp_path):
+    third = 32  # an eighth-note triplet at 96 ticks a beat
+    notes = [(k * third, k * third + 30, 60 + k % 5, 20 + 4 * k) for k in range(24)]  # 8 beats of triplets
+    notes.append((24 * third + 5, 26 * third, 67, 100))  # and one pushed a little off any grid
+    path = melody_midi(tmp_path / "triplets.mid", notes)
+    heard = read_melody(path)
+    assert [f for f, (_, onset) in enumerate(heard.frames) if onset][:4] == [0, 1, 3, 4]  # the model: 16ths
+    out = tmp_path / "out.mid"
+    assert rejam(path, out, tiny_bundle) == 0
+    mid = mido.MidiFile(out)
+    scale = mid.ticks_per_beat / 96
+    melody = played(mid.tracks[1])
+    assert [(p, v) for _, _, p, v in melody] == [(p, v) for _, _, p, v in notes]
+    for (on, off, _, _), (on_in, off_in, _, _) in zip(melody, notes):
+        assert abs(on - on_in * scale) <= 1 and abs(off - off_in * scale) <= 1
+
+
+def test_rejam_keeps_a_re_struck_note_and_a_note_never_released(tiny_bundle, tmp_path):
+    notes = [(0, 96, 60, 90), (48, 144, 60, 70),  # struck again before its note-off: the first strike ends there,
+             (192, 288, 64, 80), (288, None, 67, 100)]  # the second at the first note-off; the last is never released
+    path = melody_midi(tmp_path / "overlap.mid", notes, end=480)
+    heard = read_melody(path)
+    assert heard.notes == [(0, 2, 60, 90), (2, 4, 60, 70), (8, 12, 64, 80), (12, 20, 67, 100)]  # in frames
+    out = tmp_path / "out.mid"
+    assert rejam(path, out, tiny_bundle) == 0
+    melody = played(mido.MidiFile(out).tracks[1])
+    assert melody == [(0, 240, 60, 90), (240, 480, 60, 70), (960, 1440, 64, 80), (1440, 2400, 67, 100)]

@@ -11,8 +11,8 @@ from training.models.rewards import ChordDiscriminator
 from training.models.transformer import preset
 from training.pretrain import load_checkpoint, load_model
 from training.rl.ppo import (
-    CONFIGS, RLConfig, chord_masks, entropy_of, gae, kl_to_teacher, masked_logprobs, plot_systems, schedule_fires,
-    select_snapshot, total_reward, train_rl, with_system,
+    CONFIGS, RLConfig, chord_masks, distill_weight, entropy_of, gae, kl_to_teacher, masked_logprobs, plot_systems,
+    schedule_fires, select_snapshot, teacher_kl_to_policy, total_reward, train_rl, with_system,
 )
 
 
@@ -42,14 +42,17 @@ def test_a_ppo_run_changes_the_policy_and_logs_every_term(gapt_run, tiny_run):
     assert [r["update"] for r in rows] == [0, 1, 2, 3]
     start, rows = rows[0], rows[1:]
     # the MLE policy's point; Vendi also on the contrastive reward model's chord embedding, the evaluation's measure
-    assert set(start) == {"update", "val_harmony", "val_vendi", "val_chord_entropy", "val_vendi_emb"}
+    # ... with its harmonic rhythm, and the same figures of the songs' own chords to read them against
+    figures = {"vendi", "chord_entropy", "vendi_emb", "changes_per_bar", "offbeat"}
+    assert set(start) == {"update", "val_harmony"} | {f"{p}_{k}" for p in ("val", "truth") for k in figures}
     assert 1.0 <= start["val_vendi_emb"] <= 4  # 4 validation songs: Vendi lies between 1 and N
+    assert 1.0 <= start["truth_vendi_emb"] <= 4 and 0 <= start["truth_offbeat"] <= 1
     terms = {k for k in rows[0] if k.startswith("r_")}
     assert {"r_penalty_invalid", "r_penalty_silence", "r_penalty_early_stop", "r_penalty_repetition",
             "r_adversarial"} <= terms
     assert len(terms) == 5 + 2  # plus one term per reward model
     assert all(r["r_penalty_invalid"] == 0 for r in rows)  # masked rollouts are always grammatical
-    for key in ("kl", "entropy", "value_loss", "pg_loss", "d_updates", "seconds"):
+    for key in ("kl", "entropy", "value_loss", "pg_loss", "d_updates", "seconds", "seconds_generate", "seconds_ppo"):
         assert key in rows[-1]
     assert rows[-1]["d_updates"] >= 1 and "d_accuracy" in rows[0]
     assert "val_harmony" in rows[-1] and "val_vendi" in rows[-1]
@@ -208,3 +211,70 @@ def test_snapshot_selection_keeps_diversity_and_reads_only_validation(tmp_path):
     with pytest.raises(ValueError, match="no update-0 validation row"):
         select_snapshot(tmp_path)
 
+
+
+def test_distillation_alone_moves_the_policy_towards_the_teacher_without_a_critic(small_cache, tiny_run, tiny_teacher,
+                                                                                    tmp_path):
+    cfg = with_system(CONFIGS["smoke"], "distill", updates=4, actor_lr=1e-3)
+    train_rl(cfg, tiny_run, tiny_teacher, [], small_cache[0], tmp_path, system="distill", quiet=True)
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()][1:]
+    assert not any(k.startswith("r_") for k in rows[0])  # no reward models, no penalties, no adversary
+    assert "value_loss" not in rows[0] and "pg_loss" not in rows[0]
+    assert rows[-1]["distill_loss"] < rows[0]["distill_loss"]  # the divergence it minimises falls
+
+
+def test_forward_distillation_is_minimised_by_the_teacher_averaged_over_futures():
+    """Two equally likely futures: the teacher says "hold" in both, and "change to A" or "change to B". The forward
+    KL's best online policy is the average (keeps the changes); the reverse KL's is the geometric mean, which
+    shifts mass to the hold that every future agrees on: the freeze seen in a reverse-KL run."""
+    futures = torch.log(torch.tensor([[0.5, 0.5, 0.0 + 1e-6], [0.5, 1e-6, 0.5]]))  # [hold, A, B]
+    futures = futures - futures.logsumexp(-1, keepdim=True)
+    logits = torch.zeros(3, requires_grad=True)
+    for divergence in ("forward", "reverse"):
+        logits.data.zero_()
+        opt = torch.optim.Adam([logits], lr=0.05)
+        for _ in range(1500):
+            logp = torch.log_softmax(logits, -1).expand(2, 3)
+            loss = (teacher_kl_to_policy(logp, futures) if divergence == "forward" else kl_to_teacher(logp, futures))
+            opt.zero_grad()
+            loss.mean().backward()
+            opt.step()
+        p = torch.softmax(logits, -1).detach()
+        if divergence == "forward":
+            assert torch.allclose(p, torch.tensor([0.5, 0.25, 0.25]), atol=0.02)
+        else:
+            assert p[0] > 0.9  # the hold every future agrees on takes (nearly) all the mass
+
+
+def test_distillation_weight_follows_its_own_linear_schedule():
+    cfg = RLConfig(updates=11, distill=2.0, distill_final=0.25)
+    assert distill_weight(0, cfg) == 2.0 and distill_weight(10, cfg) == pytest.approx(0.5)
+    assert distill_weight(5, cfg) == pytest.approx(1.25)
+    assert distill_weight(3, RLConfig()) == 0.0  # off unless asked for
+
+
+def test_every_config_field_is_a_command_line_flag():
+    from training.cli import build_parser, rl_config
+
+    base = ["rl", "--config", "cpu", "--init", "i", "--teacher", "t", "--out", "o", "--cache", "c"]
+    cfg = rl_config(build_parser().parse_args(base + ["--system", "gapt", "--distill", "0.5", "--rhythm", "2",
+                                                      "--no-adv-norm", "--distill-divergence", "reverse"]))
+    assert (cfg.distill, cfg.rhythm, cfg.adv_norm, cfg.distill_divergence) == (0.5, 2.0, False, "reverse")
+    assert cfg.adversarial and cfg.coherence  # the system's and preset's knobs stay
+
+
+def test_snapshot_selection_reads_diversity_and_rhythm_against_the_songs_own_chords(tmp_path):
+    start = {"update": 0, "val_harmony": 0.35, "val_vendi_emb": 8.0, "val_vendi": 14.0, "val_changes_per_bar": 1.0,
+             "truth_vendi_emb": 4.0, "truth_vendi": 14.0, "truth_changes_per_bar": 1.2}
+    rows = [start,
+            {"update": 10, "val_harmony": 0.40, "val_vendi_emb": 4.0, "val_vendi": 13, "val_changes_per_bar": 1.1},
+            {"update": 20, "val_harmony": 0.45, "val_vendi_emb": 3.3, "val_vendi": 13, "val_changes_per_bar": 1.2},
+            {"update": 30, "val_harmony": 0.47, "val_vendi_emb": 5.0, "val_vendi": 13, "val_changes_per_bar": 2.0}]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for u in (10, 20, 30):
+        (tmp_path / f"ckpt_u{u}.pt").write_bytes(b"")
+    # u30 flickers (2.0 changes a bar against 1.2); u20 keeps 82% of the songs' Vendi; u10 keeps it all, and
+    # would have been refused against the MLE point's 8.0
+    assert select_snapshot(tmp_path) == "u10"
+    assert select_snapshot(tmp_path, min_vendi_ratio=0.8) == "u20"
+    assert select_snapshot(tmp_path, min_vendi_ratio=0.8, rhythm_tolerance=1.0) == "u30"

@@ -3,6 +3,7 @@ sounds (proved by a frequency check of the rendered WAV)."""
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import wave
@@ -12,6 +13,7 @@ import mido
 import numpy as np
 import pytest
 
+from app.recording import OutputError
 from app.synth import BuiltinSynth, RenderError, SoundfontNotFound, find_soundfont, render_midi_to_wav
 from app.synth import soundfont as sf_mod
 from app.synth import synth as synth_mod
@@ -209,3 +211,31 @@ def test_corrupt_midi_is_a_one_line_error_naming_the_file(tmp_path, kind):
     msg = str(err.value)
     assert str(bad) in msg and "\n" not in msg
     assert not (tmp_path / "out.wav").exists()
+
+
+def test_a_render_that_fails_midway_leaves_the_old_file_whole(tmp_path, full_disk):
+    """The WAV used to be written in place: a full disk, a kill or a bad input left part of one under its name."""
+    midi = c_major_midi(tmp_path / "c.mid", seconds=3.0)
+    wav = tmp_path / "c.wav"
+    render_midi_to_wav(midi, wav)
+    before = wav.read_bytes()
+    full_disk(1)
+    with pytest.raises(OutputError) as err:
+        render_midi_to_wav(midi, wav)
+    assert str(err.value) == f"{wav}: cannot write: {os.strerror(errno.ENOSPC)}"
+    assert wav.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["c.mid", "c.wav"]
+    (tmp_path / "bad.mid").write_bytes(b"MThd garbage")
+    with pytest.raises(RenderError):
+        render_midi_to_wav(tmp_path / "bad.mid", wav)
+    assert wav.read_bytes() == before
+
+
+def test_render_refuses_a_target_that_is_no_wav_file(tmp_path):
+    midi = c_major_midi(tmp_path / "c.mid")
+    before = midi.read_bytes()
+    folder = tmp_path / "x.wav"
+    folder.mkdir()
+    for target, why in ((midi, "must end in .wav"), (folder, "it is a folder")):
+        with pytest.raises(OutputError, match=why):
+            render_midi_to_wav(midi, target)
+    assert midi.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["c.mid", "x.wav"]

@@ -107,6 +107,16 @@ def copy_bundle(card_path, dst):
     return dst / card_path.name
 
 
+def test_a_teacher_whose_weights_give_nan_is_refused_when_it_loads(teacher_bundle, tmp_path):
+    from fault_helpers import nan_weights_copy
+
+    card = nan_weights_copy(teacher_bundle, tmp_path, "teacher-nan")
+    with pytest.raises(BundleError) as e:
+        OnnxTeacher(load_bundle(card))
+    assert str(e.value) == (f"{tmp_path / 'teacher-nan.onnx'}: the model gave NaN or inf logits on a short prompt: "
+                            f"refused")
+
+
 def test_unknown_role_is_refused_and_no_role_means_online(teacher_bundle, tiny_bundle, tmp_path):
     card = copy_bundle(teacher_bundle, tmp_path / "t")
     data = json.loads(card.read_text())

@@ -106,13 +106,34 @@ def _live_teacher(spec: str | None) -> Path | None:
     return bundle.card_path if bundle else None
 
 
+def add_dataclass_overrides(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+    """One ``--field-name`` flag per scalar field of the config dataclass ``cls`` (``--x/--no-x`` for booleans),
+    default None: the preset decides unless the command line says otherwise. The dataclass is the one declaration;
+    a new knob is a flag without touching the parser."""
+    import dataclasses
+
+    group = parser.add_argument_group(f"{cls.__name__} overrides (unset: the preset's value)")
+    for f in dataclasses.fields(cls):
+        if f.name in skip or not isinstance(f.default, (bool, int, float, str)):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            group.add_argument(flag, dest=f.name, type=type(f.default), default=None, metavar=type(f.default).__name__.upper())
+
+
+def dataclass_overrides(args: argparse.Namespace, cls) -> dict:
+    import dataclasses
+
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+
+
 def rl_config(args: argparse.Namespace):
     """The named preset, the system's knobs, then whatever the command line overrides (unset flags change nothing)."""
-    from .rl.ppo import CONFIGS, with_system
+    from .rl.ppo import CONFIGS, RLConfig, with_system
 
-    return with_system(CONFIGS[args.config], args.system, entropy=args.entropy, updates=args.updates, seed=args.seed,
-                       actor_lr=args.actor_lr, critic_lr=args.critic_lr, adv_weight=args.adv_weight,
-                       d_phase1=args.d_phase1, d_lr=args.d_lr, adversarial=True if args.adversarial else None)
+    return with_system(CONFIGS[args.config], args.system, **dataclass_overrides(args, RLConfig))
 
 
 def _rl(args: argparse.Namespace) -> None:
@@ -261,24 +282,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     rl = stages.add_parser("rl", help="RL post-training of an online policy (PPO; GAPT with --system gapt)")
     rl.add_argument("--system", default="gapt", choices=list(RL_SYSTEMS),
-                    help="realchords: no discriminator, no entropy bonus; gapt-no-adv: entropy 0.01; gapt: both")
+                    help="realchords: no discriminator, no entropy bonus; gapt-no-adv: entropy 0.01; gapt: both; "
+                         "distill: the teacher's KL as a loss, alone")
     rl.add_argument("--config", default="cpu", choices=list(RL_CONFIGS), help="scale of the run")
     rl.add_argument("--init", required=True, help="the MLE online-policy run to start from")
     rl.add_argument("--teacher", required=True, help="the offline-teacher run (KL anchor)")
     rl.add_argument("--rewards", nargs="*", help="reward-model runs (the coherence ensemble)")
     rl.add_argument("--cache", required=True)
     rl.add_argument("--out", required=True)
-    rl.add_argument("--adversarial", action="store_true", help="add the GAPT discriminator to any system")
-    rl.add_argument("--entropy", type=float, help="override the entropy bonus")
-    rl.add_argument("--updates", type=int, help="override the number of PPO updates")
-    rl.add_argument("--actor-lr", type=float, help="override the policy's peak learning rate")
-    rl.add_argument("--critic-lr", type=float, help="override the critic's peak learning rate")
-    rl.add_argument("--adv-weight", type=float, help="override gamma, the adversarial reward's weight")
-    rl.add_argument("--d-lr", type=float, help="override the discriminator's peak learning rate")
-    rl.add_argument("--d-phase1", type=int, help="override the updates during which D trains on a fixed cadence")
     rl.add_argument("--until", type=int, help="stop after this update (resume later with the same command)")
-    rl.add_argument("--seed", type=int)
     rl.add_argument("--threads", type=int, help="CPU threads for torch (1 when another job shares the CPU)")
+    from .rl.ppo import RLConfig
+
+    add_dataclass_overrides(rl, RLConfig, skip=("d_config",))
     rl.set_defaults(func=_rl)
 
     rp = stages.add_parser("rl-plot", help="RL runs side by side: validation harmony / Vendi, KL, entropy, reward")

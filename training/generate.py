@@ -12,6 +12,7 @@ import torch
 
 from app.engine.grammar import Grammar
 from .data import tokens as T
+from .models.transformer import KVBuffer
 
 _GRAMMAR = Grammar.from_table(T.token_table())
 CHORD_SLOT = torch.as_tensor(_GRAMMAR.chord_slot)
@@ -54,6 +55,8 @@ def generate_online(policy, melody: torch.Tensor, temperature: float = 1.0,
     """melody [B, T] melody tokens -> chord tokens [B, T], chord t never seeing melody t."""
     b, n = melody.shape
     logits, cache = policy(torch.full((b, 1), T.BOS, dtype=torch.long, device=melody.device))
+    if isinstance(policy, torch.nn.Module):  # a torch policy fills a preallocated cache (an ONNX one keeps its own)
+        cache = KVBuffer.from_cache(cache, capacity=1 + 2 * n)
     pos, prev, out = 1, None, []
     for t in range(n):
         c = sample_masked(logits[:, -1], chord_mask(prev, b).to(melody.device), temperature, generator)

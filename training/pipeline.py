@@ -3,7 +3,8 @@
     comper-train pipeline --config small --data ../shared/data --out pipeline/small
 
 Stages, in order: the data cache; MLE pretraining of the online policy, the offline teacher and the melody agent;
-the reward models; the three RL systems of the paper's comparison (``realchords``, ``gapt-no-adv``, ``gapt``);
+the reward models; the RL systems: the paper's comparison (``realchords``, ``gapt-no-adv``, ``gapt``) and the
+teacher's signal alone (``distill``);
 the export of the bundles (as shipped in ``models/``); the evaluation of those bundles (test split and OpenEWLD);
 their figures written into the cards, and the models table. Every stage resumes where it
 stopped (each one checkpoints), and a finished stage is skipped, so the same command can be re-run after a kill
@@ -30,10 +31,10 @@ class PipelineConfig:
     rl_config: str  # training/rl/ppo.py CONFIGS
     eval_songs: int
     melody_agent: bool = True
-    systems: tuple[str, ...] = ("realchords", "gapt-no-adv", "gapt")
-    # systems whose shipped checkpoint is chosen on the validation curve (rl.ppo.select_snapshot); the others ship
-    # their last update, as in the paper's comparison
-    early_stopped: tuple[str, ...] = ("gapt",)
+    systems: tuple[str, ...] = ("realchords", "gapt-no-adv", "gapt", "distill")
+    # systems whose shipped checkpoint is chosen on the validation curve (rl.ppo.select_snapshot: the best harmony
+    # that keeps the songs' diversity and harmonic rhythm); the others ship their last update
+    early_stopped: tuple[str, ...] = ("realchords", "gapt-no-adv", "gapt", "distill")
     build_limit: int | None = None  # songs per source (smoke runs)
 
 

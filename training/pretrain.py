@@ -186,10 +186,11 @@ def load_model(run: Path, which: str = "best") -> tuple[torch.nn.Module, dict]:
     """The model of a run directory and its checkpoint metadata.
 
     ``which``: ``best`` (by validation loss), ``last``, or ``u<N>``, an RL run's snapshot at validation point N.
-    RL runs have no validation loss: ``best`` falls back to ``ckpt_last.pt`` there."""
+    RL runs have no validation loss: ``best`` falls back to ``ckpt_last.pt`` there. ``run`` may also be a checkpoint
+    file itself, such as kept weights (``models/weights/offline-teacher.pt``, bf16, widened on load)."""
     if which not in ("best", "last") and not re.fullmatch(r"u\d+", which):
         raise ValueError(f"checkpoint {which!r}: expected best, last or u<N> (an RL snapshot, e.g. u60)")
-    path = Path(run) / f"ckpt_{which}.pt"
+    path = Path(run) if Path(run).is_file() else Path(run) / f"ckpt_{which}.pt"
     if which == "best" and not path.exists():
         path = Path(run) / "ckpt_last.pt"
     if not path.exists():

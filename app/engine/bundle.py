@@ -1,8 +1,11 @@
 """Load and validate a model bundle (``<name>.onnx`` + ``<name>.json``): the only thing the app takes from training.
 
 A bundle that cannot be used is refused before anything plays, with one line naming the file and the reason:
-missing files, unreadable JSON, an unknown format version or role, a sha256 that does not match the ONNX file, or a
-token table that does not match the graph's vocabulary.
+missing files, unreadable JSON, an unknown format version or role, a sha256 that does not match the ONNX file, a
+token table that does not match the graph's vocabulary, or weights that give NaN or inf logits (a runner makes one
+forward pass on a short prompt when it loads: ``check_forward``). While it runs, every model call goes through
+``run_model``: an onnxruntime failure or non-finite logits are a one-line ``BundleError``, never NaN handed on to
+the sampler.
 
 A card's ``role`` says which runner takes the graph: ``online_policy`` (``policy.OnnxPolicy``, the chord player;
 cards from before roles existed have none and mean this) or ``offline_teacher`` (``teacher.OnnxTeacher``, which
@@ -13,8 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 SUPPORTED_FORMATS = (1,)
 ROLES = ("online_policy", "offline_teacher")
@@ -107,6 +113,29 @@ def onnx_session(bundle: Bundle, threads: int = 1):
         return ort.InferenceSession(str(bundle.onnx_path), so, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise BundleError(f"{bundle.onnx_path}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from e
+
+
+def run_model(bundle: Bundle, session, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """``session.run`` of a bundle's graph, every output; raises a one-line ``BundleError`` naming the file when
+    onnxruntime fails or the first output (the logits) holds NaN or inf: sampling from those raised deep inside
+    numpy on the planner's thread, or played nothing at all."""
+    try:
+        outputs = session.run(None, dict(feeds))
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise BundleError(f"{bundle.onnx_path}: onnxruntime failed ({first})") from e
+    if not np.isfinite(outputs[0]).all():
+        raise BundleError(f"{bundle.onnx_path}: the model gave NaN or inf logits")
+    return outputs
+
+
+def check_forward(forward: Callable[[], object]) -> None:
+    """Run ``forward`` (one pass on a short prompt) when a runner loads: weights that give NaN or inf with a hash
+    that matches (a broken export, a bad fine-tune) are refused now in one line, not found mid-jam."""
+    try:
+        forward()
+    except BundleError as e:
+        raise BundleError(f"{e} on a short prompt: refused") from None
 
 
 def models_dir() -> Path:

@@ -12,6 +12,11 @@ Three threads, so that nothing slow sits between the clock and the sound:
 * the **planner worker** runs the model (``Planner.advance``) and publishes the promised chords.
 
 A further housekeeping thread checks the MIDI ports once a second (unplug, replug) and journals the counters.
+
+A fault in any of them (NaN or inf logits, an onnxruntime error, a crashed thread) stops the jam at once: the
+sounding chord is released, ``failed`` is set and ``fault`` says why in one line (``PlannerError``); the owner then
+calls ``stop()`` and saves the take. Before, a dead planner left the scheduler holding its last chord for ever,
+counting deadline misses, and ``stop()`` raised before the take was saved.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from .bundle import BundleError
 from .clock import FrameClock
 from .melody import MelodyTrack
 from .performer import ChordPerformer, Sink
@@ -32,6 +39,10 @@ from .voicing import VoicingSettings
 
 _SPIN_S = 0.0015  # the last stretch before a deadline is spun, not slept: sleep overshoots by up to ~1 ms
 _RT_PRIORITY = 2  # SCHED_FIFO priority of the scheduler thread: above every normal thread, below JACK's (10+)
+
+
+class PlannerError(RuntimeError):
+    """The jam stopped because the planner or one of its threads failed; the message is one line saying why."""
 
 
 @dataclass(frozen=True)
@@ -151,7 +162,9 @@ class JamSession:
         self.stats = JamStats()
         self.clock: FrameClock | None = None
         self.tentative: dict[int, int] = {}  # beyond the commit horizon: for display
-        self.error: BaseException | None = None  # a crash of the planner worker, re-raised by stop()
+        self.fault: PlannerError | None = None  # why the jam stopped by itself (set once, with ``failed``)
+        self.failed = threading.Event()
+        self.on_fault: Callable[[PlannerError], None] | None = None  # told at once, on the failing thread
         self._schedule: dict[int, int] = dict(self.planner.committed)  # frame -> promised chord token
         self.played: list[int] = []  # the chord token that sounded at every frame
         self.heard: list[tuple[int, bool]] = []  # (top pitch or -1, onset) of every frame, as the model heard it
@@ -178,15 +191,17 @@ class JamSession:
         """Start the clock (or run on ``clock``, e.g. one whose frame-0 time the recording already holds) and the
         threads; returns the clock."""
         self.clock = clock or self.make_clock()
-        for target, name in ((self._scheduler, "comper-scheduler"), (self._worker, "comper-planner"),
-                             (self._housekeeping, "comper-housekeeping")):
-            t = threading.Thread(target=target, name=name, daemon=True)
+        for target, name in ((self._scheduler, "scheduler"), (self._worker, "planner"),
+                             (self._housekeeping, "housekeeping")):
+            t = threading.Thread(target=self._guarded, args=(target, name), name=f"comper-{name}", daemon=True)
             t.start()
             self._threads.append(t)
         return self.clock
 
     def stop(self) -> dict:
-        """Stop the threads, silence everything we started, close the recording; returns the statistics."""
+        """Stop the threads, silence everything we started and journal the final counters; returns them. The owner
+        then saves the recording (``Recorder.save`` closes the journal once the files are written). A fault does
+        not raise here (``fault`` says what it was), so the take is always saved first."""
         self._stop.set()
         self._frames.put(None)
         for t in self._threads:
@@ -204,9 +219,7 @@ class JamSession:
             sink.all_off()
         summary = self.summary()
         if self.recorder is not None:
-            self.recorder.close(**summary)
-        if self.error is not None:
-            raise RuntimeError(f"the planner stopped: {self.error}") from self.error
+            self.recorder.stats(**summary)
         return summary
 
     def summary(self) -> dict:
@@ -315,30 +328,27 @@ class JamSession:
     # --- the planner worker ---------------------------------------------------------------------------------
 
     def _worker(self) -> None:
-        try:
-            while (item := self._frames.get()) is not None:
-                if item[0] == "switch":
-                    self._switch(item[1])
-                    continue
-                g, pitch, onset = item
-                with self._lock:
-                    forced, self._forced = self._forced, {}
-                for frame, tok in sorted(forced.items()):
-                    self.planner.override(frame, tok)
-                result = self.planner.advance(pitch, onset)
-                with self._lock:
-                    for frame, tok in result.committed.items():
-                        if frame >= len(self.played):
-                            self._schedule[frame] = tok
-                    self.tentative = result.tentative
-                self.stats.frames += 1
-                self.stats.add_plan(result.seconds * 1000)
-                if self.recorder is not None:
-                    self.recorder.melody_token(g, self.planner.history[-1][1])
-                if self._frames.empty():
-                    self.planner.idle()  # after the plan is out, and only when no frame waits
-        except BaseException as e:  # noqa: BLE001 - kept for stop(); the scheduler holds chords meanwhile
-            self.error = e
+        while (item := self._frames.get()) is not None:
+            if item[0] == "switch":
+                self._switch(item[1])
+                continue
+            g, pitch, onset = item
+            with self._lock:
+                forced, self._forced = self._forced, {}
+            for frame, tok in sorted(forced.items()):
+                self.planner.override(frame, tok)
+            result = self.planner.advance(pitch, onset)
+            with self._lock:
+                for frame, tok in result.committed.items():
+                    if frame >= len(self.played):
+                        self._schedule[frame] = tok
+                self.tentative = result.tentative
+            self.stats.frames += 1
+            self.stats.add_plan(result.seconds * 1000)
+            if self.recorder is not None:
+                self.recorder.melody_token(g, self.planner.history[-1][1])
+            if self._frames.empty():
+                self.planner.idle()  # after the plan is out, and only when no frame waits
 
     def _switch(self, policy: OnnxPolicy) -> None:
         new = self._new_planner(policy)
@@ -347,6 +357,35 @@ class JamSession:
         self.stats.model_switches += 1
         now = time.monotonic()
         self.performer.release(self.clock.nearest_frame(now), now)
+
+    # --- faults ---------------------------------------------------------------------------------------------
+
+    def _guarded(self, target: Callable[[], None], what: str) -> None:
+        """Run one of the jam's threads; if it dies, the whole jam stops and says why (``_fail``)."""
+        try:
+            target()
+        except BaseException as e:  # noqa: BLE001 - any death of a jam thread is a fault the player must hear of
+            self._fail(what, e)
+
+    def _fail(self, what: str, error: BaseException) -> None:
+        """Stop the clock and the planner, silence what sounds now, and tell the owner (``failed``, ``on_fault``)."""
+        if self.fault is None:
+            reason = str(error) if isinstance(error, BundleError) else f"{type(error).__name__}: {error}"
+            line = (reason.strip().splitlines() or [type(error).__name__])[0]
+            self.fault = PlannerError(f"the jam stopped at frame {len(self.played)}: the {what} failed: {line}")
+            self.fault.__cause__ = error
+        self._stop.set()
+        self._frames.put(None)
+        for t in self._threads:  # the others end within a model call; then nothing strikes after the release
+            if t is not threading.current_thread():
+                t.join(timeout=1)
+        try:
+            self.panic()
+        except Exception:  # noqa: BLE001 - a sink that fails here is tried again by stop()
+            pass
+        self.failed.set()
+        if self.on_fault is not None:
+            self.on_fault(self.fault)
 
     # --- housekeeping ---------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bundle import Bundle, BundleError, onnx_session
+from .bundle import Bundle, BundleError, check_forward, onnx_session, run_model
 from .grammar import Grammar, sample
 
 
@@ -42,6 +42,8 @@ class OnnxPolicy:
         self.grammar = Grammar.from_table(self.card["tokens"])
         self.context_tokens = int(self.card["context_tokens"])
         self.bos = int(self.card["special"]["bos"])
+        silence = int(self.card["special"]["silence"])
+        check_forward(lambda: self.run([self.bos, silence, silence], self.empty()))
 
     def empty(self) -> PolicyState:
         z = np.zeros(self.cache_shape, np.float32)
@@ -51,9 +53,10 @@ class OnnxPolicy:
         """Feed ``tokens`` after ``state``; returns the logits of every fed position [len, V] and the new state.
 
         ``chord_first_slot`` says whether the first fed token sits in a chord slot (so the state can track the
-        last chord / note for the hold rule); None leaves that bookkeeping alone (e.g. BOS).
+        last chord / note for the hold rule); None leaves that bookkeeping alone (e.g. BOS). A failed call or
+        NaN / inf logits raise ``BundleError`` (``run_model``).
         """
-        logits, k, v = self.session.run(None, {
+        logits, k, v = run_model(self.bundle, self.session, {
             "tokens": np.asarray(tokens, np.int64)[None], "start": np.array(state.length, np.int64),
             "past_k": state.k, "past_v": state.v})
         last_chord, last_note = state.last_chord, state.last_note

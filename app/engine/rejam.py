@@ -1,7 +1,9 @@
 """Re-jam a MIDI melody: the live engine on a simulated clock, recorded like a live session.
 
 Same planner, same causal constraint (chord f is promised before frame f is heard), so the output is what the
-musician would have heard playing that melody live with the same model, settings and seed.
+musician would have heard playing that melody live with the same model, settings and seed. As live, the model hears
+the melody on the frame grid while the recording keeps it as played: each note is journaled at its own time and
+velocity, so the output's ``Melody`` track is the input's (triplets stay triplets).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..recording import Recorder
+from ..recording.output import MIDI, check_target
 from .bundle import load_bundle, resolve_model
 from .clock import FrameClock
 from .midifile import read_melody
@@ -38,6 +41,7 @@ def rejam(melody_path: str | Path, model: str | None, out: str | Path, settings:
     import numpy as np
 
     t_start = time.perf_counter()
+    check_target(out, MIDI)  # a refused output path costs no model run
     mf = read_melody(melody_path, track)
     settings = replace(settings, bar_beats=mf.meter[0] * 4 / mf.meter[1])  # the harmonic-rhythm grid follows the file
     bundle = load_bundle(resolve_model(model))
@@ -48,33 +52,30 @@ def rejam(melody_path: str | Path, model: str | None, out: str | Path, settings:
               "model_sha256": bundle.card["onnx"]["sha256"], "seed": settings.seed, "t0": 0.0,
               "plan": settings, "voicing": voicing, "source": str(melody_path), "mode": "rejam",
               "teacher": teacher.bundle.name if teacher is not None else None}
-    ons: dict[int, list] = {}
-    offs: dict[int, list] = {}
-    for on, off, pitch, vel in mf.notes:
-        ons.setdefault(on, []).append((pitch, vel))
-        offs.setdefault(off, []).append(pitch)
+    events, i = mf.events(), 0
     times = []
     with tempfile.TemporaryDirectory() as tmp:
         rec = Recorder(tmp, header)
         performer = ChordPerformer(planner.vocab, [], rec, voicing)
         n = len(mf.frames)
         for f in range(n + 1):
-            t = clock.time_of(f)
-            for pitch in offs.get(f, []):
-                rec.melody_off(f, t, pitch)
+            while i < len(events) and (round(events[i][0]) <= f or f == n):  # heard in frame f, timed as played
+                at, kind, pitch, vel = events[i]
+                if kind == "on":
+                    rec.melody_on(f, clock.time_of(at), pitch, vel)
+                else:
+                    rec.melody_off(f, clock.time_of(at), pitch)
+                i += 1
             if f == n:
                 break
-            for pitch, vel in ons.get(f, []):
-                rec.melody_on(f, t, pitch, vel)
-            performer.play(f, t, planner.chord_for(f))
+            performer.play(f, clock.time_of(f), planner.chord_for(f))
             result = planner.advance(*mf.frames[f])
             planner.idle()
             rec.melody_token(f, planner.history[-1][1])
             times.append(result.seconds * 1000)
         stats = {"frames": n, "plan_ms_median": float(np.median(times)) if times else 0.0,
                  "plan_ms_p99": float(np.percentile(times, 99)) if times else 0.0, "deadline_misses": 0}
-        rec.close(**stats)
-        out = rec.save(out)
+        out = rec.save(out, **stats)  # closes the journal once the files are written
     return RejamReport(Path(out), n, performer.chords_struck, stats["plan_ms_median"], stats["plan_ms_p99"],
                        time.perf_counter() - t_start)
 

@@ -55,6 +55,14 @@ class Knob:
     hi: float | None = None
     choices: tuple[str, ...] | None = None
 
+    def problem(self, value: object) -> str | None:
+        """Why ``value`` is not allowed (choices or range; NaN is never in a range), or None when it is."""
+        if self.choices and value not in self.choices:
+            return f"choose one of {', '.join(self.choices)}"
+        if self.lo is not None and not (isinstance(value, (int, float)) and self.lo <= value <= self.hi):
+            return f"must be between {self.lo:g} and {self.hi:g}"
+        return None
+
 
 KNOBS: tuple[Knob, ...] = (
     Knob("rhythm", "Chord changes", "where a chord may change: auto (beats, preferring bar lines), any 16th, "
@@ -90,10 +98,8 @@ class SteerSettings:
         """This, or ValueError naming the setting that is out of range."""
         for knob in KNOBS:
             v = getattr(self, knob.name)
-            if knob.choices and v not in knob.choices:
-                raise SteeringError(f"steering {knob.name} {v!r}: choose one of {', '.join(knob.choices)}")
-            if knob.lo is not None and not (knob.lo <= v <= knob.hi):
-                raise SteeringError(f"steering {knob.name} {v}: must be between {knob.lo:g} and {knob.hi:g}")
+            if (why := knob.problem(v)) is not None:
+                raise SteeringError(f"steering {knob.name} {v if knob.lo is not None else repr(v)}: {why}")
         if self.key not in ("auto", "off"):
             try:
                 Key.parse(self.key)

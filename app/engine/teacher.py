@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .bundle import Bundle, BundleError, onnx_session
+from .bundle import Bundle, BundleError, check_forward, onnx_session, run_model
 from .grammar import Grammar, sample
 
 
@@ -32,6 +32,8 @@ class OnnxTeacher:
         special = self.card["special"]
         self.bos, self.eos = int(special["bos"]), int(special["eos"])
         self.context_frames = int(self.card.get("context_frames", 256))
+        silence = int(special["silence"])
+        check_forward(lambda: self.logits([silence, silence], []))
 
     def intro_filler(self, seed: int, temperature: float = 1.0) -> Callable[[list[int]], list[int]]:
         """The planner's ``intro`` hook: chords for the most recent frames it can take, sampled from its own
@@ -43,8 +45,8 @@ class OnnxTeacher:
         """Logits [len(chords) + 1, V]: row i predicts chord i given the whole melody and chords before it."""
         enc = [self.bos, *map(int, melody)] + ([self.eos] if at_end else [])
         dec = [self.bos, *map(int, chords)]
-        (out,) = self.session.run(None, {"melody": np.asarray([enc], np.int64),
-                                         "chords": np.asarray([dec], np.int64)})
+        (out,) = run_model(self.bundle, self.session, {"melody": np.asarray([enc], np.int64),
+                                                       "chords": np.asarray([dec], np.int64)})
         return out[0]
 
     def fill(self, melody: Sequence[int], rng: np.random.Generator, temperature: float = 1.0, top_k: int = 0,

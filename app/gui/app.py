@@ -6,6 +6,7 @@ import sys
 import time
 
 GIL_SWITCH_S = 0.002
+PNG = (".png",)
 
 
 def _preload() -> None:
@@ -23,13 +24,53 @@ def _preload() -> None:
         pass
 
 
+def close_on_signals(window) -> None:
+    """Ctrl-C, SIGTERM and SIGHUP close the window as its close button does: the jam is stopped and saved and
+    every note released (a SIGTERM used to end the process with the chord still sounding at a MIDI port). Qt's
+    event loop runs no Python, so a timer hands the interpreter a moment to take the signal."""
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    def handler(signum: int, frame: object) -> None:
+        QTimer.singleShot(0, window.close)
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), handler)
+    window.signal_timer = QTimer(window)
+    window.signal_timer.timeout.connect(lambda: None)
+    window.signal_timer.start(200)
+
+
+def save_png(image, path: str) -> bool:
+    """``image`` (a QImage) as a PNG file, through the one output writer; False when Qt cannot encode it."""
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+
+    from ..recording.output import write_file
+
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    if not image.save(buffer, "PNG"):
+        return False
+    write_file(path, lambda f: f.write(data.data()), PNG)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
+    from ..recording.output import OutputError, check_target
     from .options import app_parser
 
     parser = app_parser()
     args = parser.parse_args(argv)
     if args.screenshot and not (args.demo and args.seconds):
         parser.error("--screenshot needs --demo and --seconds")
+    if args.screenshot:
+        try:
+            check_target(args.screenshot, PNG)
+        except OutputError as e:
+            parser.error(str(e))
     if args.seconds is not None and args.seconds <= 0:
         parser.error("--seconds must be positive")
     try:
@@ -49,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName("Comper")
     app.setOrganizationName("Comper")
     window = MainWindow(demo=args.demo)
+    close_on_signals(window)
     result = {"code": 0, "summary": None}
 
     if args.demo and args.seconds:
@@ -73,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             image = window.grab().toImage()
             grab_ms = (time.perf_counter() - t) * 1000
             window.stall.resume()
-            window.bg.submit("io", lambda: image.save(args.screenshot), lambda ok: saved_shot(ok, grab_ms),
+            window.bg.submit("io", lambda: save_png(image, args.screenshot), lambda ok: saved_shot(ok, grab_ms),
                              lambda e: saved_shot(False, grab_ms))
 
         def stopped(summary: dict, saved) -> None:

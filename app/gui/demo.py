@@ -1,7 +1,7 @@
 """The demo player: the bundled melody played into the jam as if a musician played it, looped.
 
-Each note is handed over at its grid time on the jam's clock, stamped with that time, so the engine sees exactly
-what a perfectly steady player would give it.
+Each note is handed over at its time in the file on the jam's clock, stamped with that time, so the engine sees
+exactly what a perfectly steady player would give it.
 """
 
 from __future__ import annotations
@@ -19,14 +19,12 @@ from .loop_thread import LoopThread
 DEMO_MELODY = Path(__file__).resolve().parents[2] / "assets" / "melodies" / "ode_to_joy.mid"
 
 
-def demo_events(path: Path = DEMO_MELODY, loops: int = 1000, bar_frames: int = 16) -> list[tuple[int, str, int, int]]:
+def demo_events(path: Path = DEMO_MELODY, loops: int = 1000, bar_frames: int = 16) -> list[tuple[float, str, int, int]]:
     """(frame, "on"/"off", pitch, velocity) of the melody repeated ``loops`` times, each loop a whole number of
     bars long; offs sort before ons at the same frame."""
-    notes = read_melody(path).notes
-    length = max(off for _, off, _, _ in notes)
-    length = -(-length // bar_frames) * bar_frames
-    one = sorted([(on, 1, "on", p, v) for on, _, p, v in notes] + [(off, 0, "off", p, 0) for _, off, p, _ in notes])
-    return [(f + i * length, kind, p, v) for i in range(loops) for f, _, kind, p, v in one]
+    one = read_melody(path).events()
+    length = -(-one[-1][0] // bar_frames) * bar_frames
+    return [(f + i * length, kind, p, v) for i in range(loops) for f, kind, p, v in one]
 
 
 class DemoPlayer(LoopThread):

@@ -3,6 +3,10 @@
 The wiring is `comper jam`'s (``app/cli.py::_jam``): a policy, the intro teacher, sinks, a journal recorder with
 the same header, the clock made after the session so the count-in starts when the music can. Added here: the
 metronome, the demo melody, and saving every jam into the sessions folder when it stops.
+
+A jam that fails by itself (NaN logits, an onnxruntime error, a dead engine thread: ``JamSession.fault``) is
+stopped and saved like any other, then ``failed`` says why in one line; before, the window went on showing a jam
+that only held its last chord, and the demo exited 0 with "0 chords".
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from ..engine.live import JamSession, JamSettings, JamSnapshot
-from ..recording import Recorder
+from ..recording import Recorder, default_midi_path
 from .background import Background
 from .demo import DemoPlayer
 from .metronome import Metronome, beat_frames
@@ -43,8 +47,9 @@ class JamController(QObject):
     state_changed = Signal(str)
     started = Signal(object)  # {"model", "teacher", "journal"}
     stopped = Signal(object, object)  # summary dict, saved MIDI path (None if saving failed)
-    failed = Signal(str)  # a one-line reason (a model that will not load, ...)
+    failed = Signal(str)  # a one-line reason (a model that will not load, a planner fault, ...)
     model_switched = Signal(str, int)  # the model's name, the frame (a bar line) it takes over at
+    _faulted = Signal()  # from the failing engine thread to the GUI thread
 
     def __init__(self, background: Background, models: ModelCache, sinks: list, router: NoteRouter,
                  metronome: Metronome, demo: DemoPlayer, sessions_dir: Callable[[], Path],
@@ -58,6 +63,7 @@ class JamController(QObject):
         self.config: JamConfig | None = None
         self.last_summary: dict | None = None
         self.last_saved: Path | None = None
+        self._faulted.connect(self._stop_after_fault)
 
     def _set(self, state: str) -> None:
         self.state = state
@@ -94,6 +100,7 @@ class JamController(QObject):
             "input": "demo" if config.demo else "live", "app": "desktop"})
         try:
             session.recorder = session.performer.recorder = recorder
+            session.on_fault = lambda _: self._faulted.emit()
             session.start(clock)
         except BaseException:
             recorder.close()
@@ -111,6 +118,12 @@ class JamController(QObject):
         self.session, self.recorder, info = result
         self._set(RUNNING)
         self.started.emit(info)
+        if self.session.failed.is_set():  # it failed while starting: its signal came before RUNNING
+            self.stop()
+
+    def _stop_after_fault(self) -> None:
+        """The jam failed by itself: stop and save it (``_stopped`` then says why)."""
+        self.stop()
 
     def _start_failed(self, e: BaseException) -> None:
         self._set(IDLE)
@@ -129,17 +142,19 @@ class JamController(QObject):
         self.router.drain(0.5)  # the last notes played reach the jam (and the recording) first
         self.router.session = None
         self.metronome.stop()
-        try:
-            summary = session.stop()
-        except RuntimeError as e:  # the planner crashed: the music held, the recording is intact: save it
-            summary = session.summary() | {"error": str(e)}
-        saved = recorder.save(self.sessions_dir() / recorder.path.name.replace(".journal.jsonl", ".mid"))
+        summary = session.stop()
+        saved = recorder.save(self.sessions_dir() / default_midi_path(recorder.path).name, **summary)
+        if session.fault is not None:  # the take is saved first, then the fault is said
+            summary = summary | {"error": str(session.fault)}
         return summary, saved
 
     def _stopped(self, result: tuple[dict, Path]) -> None:
         self.last_summary, self.last_saved = result
         self.session = self.recorder = None
         self._set(IDLE)
+        summary, saved = result
+        if summary.get("error"):
+            self.failed.emit(f"{summary['error']}; the take so far is saved as {saved.name}")
         self.stopped.emit(*result)
 
     def _stop_failed(self, e: BaseException) -> None:

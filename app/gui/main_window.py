@@ -20,7 +20,7 @@ from ..engine.bundle import resolve_model
 from ..engine.live import JamSettings
 from ..engine import steering
 from ..engine.planner import PlanSettings
-from ..recording import find_unfinished, recover
+from ..recording import Recovery, recover_all
 from . import style
 from .audio import MixSink, SynthHost
 from .background import Background
@@ -229,7 +229,14 @@ class MainWindow(QMainWindow):
             return
         self.s.model = chosen.path
         self.bg.submit("models", lambda: self.models.policy(chosen.path), lambda _: self._startup_done("model"),
-                       lambda e: self.say(f"cannot load {chosen.name}: {e}", 0))
+                       lambda e: self._model_refused(chosen.name, e))
+
+    def _model_refused(self, name: str, error: BaseException) -> None:
+        """The chosen model does not load (a wrong hash, NaN weights): said; the demo, which waits for it, ends
+        with that line instead of never starting."""
+        self.say(f"cannot load {name}: {error}", 0)
+        if self.demo_mode:
+            self.jam.failed.emit(f"cannot load {name}: {error}")
 
     def _startup_done(self, what: str) -> None:
         """Ready once the model is loaded and the synth probed: the demo starts then (not while the start-up
@@ -312,8 +319,9 @@ class MainWindow(QMainWindow):
     def _jam_stopped(self, summary: dict, saved: Path | None) -> None:
         self.transport.model_note.setText("")
         if saved is not None:
-            self.say(f"saved {saved.name}: {summary.get('chords', 0)} chords, "
-                     f"{summary.get('deadline_misses', 0)} deadline misses")
+            if not summary.get("error"):  # a fault's line (``jam.failed``, said just before) stays on screen
+                self.say(f"saved {saved.name}: {summary.get('chords', 0)} chords, "
+                         f"{summary.get('deadline_misses', 0)} deadline misses")
             self.sessions_panel.refresh(select=saved)
 
     def panic(self) -> None:
@@ -420,19 +428,18 @@ class MainWindow(QMainWindow):
 
     # --- sessions ------------------------------------------------------------------------------------------------
 
-    def _recover_unfinished(self) -> list[Path]:
-        """Journals a crash left unfinished become saved sessions (before anything new is recorded)."""
-        out = []
-        for journal in find_unfinished(sessions_dir()):
-            try:
-                out.append(recover(journal))
-            except Exception:  # noqa: BLE001 - an unreadable journal stays where it is
-                continue
-        return out
+    def _recover_unfinished(self) -> list[Recovery]:
+        """Journals a crash left unfinished become saved sessions (before anything new is recorded); each on its
+        own: one that cannot be saved is skipped and said, never stopping the others."""
+        return recover_all(sessions_dir())
 
-    def _recovered(self, saved: list[Path]) -> None:
+    def _recovered(self, results: list[Recovery]) -> None:
+        saved = [r for r in results if r.written]
+        skipped = [r for r in results if r.error]
         if saved:
             self.say(f"recovered {len(saved)} session(s) a crash left unfinished")
+        if skipped:
+            self.say(f"could not recover {len(skipped)} session(s): {skipped[0].error}", 0)
         self.sessions_panel.refresh()
 
     # --- closing ---------------------------------------------------------------------------------------------

@@ -1,14 +1,15 @@
 """Sessions: every jam is kept (journaled while it plays, saved as MIDI + JSON when it stops). The list offers
 replay (the file played through the synth with the waterfall), rename, delete, save as MIDI and render to WAV.
 
-A session is ``<name>.mid`` + ``<name>.json`` (the sidecar) + ``<name>.journal.jsonl`` in the sessions folder
-(``$COMPER_SESSIONS`` or ``~/Comper/sessions``); renaming renames all three and keeps the sidecar's pointers true.
+A session is ``<name>.mid`` + ``<name>.mid.session.json`` (the sidecar; ``<name>.json`` from older versions is
+still read) + ``<name>.journal.jsonl`` in the sessions folder (``$COMPER_SESSIONS`` or ``~/Comper/sessions``);
+renaming renames all three and keeps the sidecar's pointers true. Every file is written through the one output
+writer (``app.recording.output``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QInputDialog, QListWidg
                                QPushButton, QVBoxLayout, QWidget)
 
 from ..recording.journal import SUFFIX
+from ..recording.output import MIDI, OutputError, existing_sidecar, sidecar_path, write_file, write_together
 from .background import Background
 
 _NAME_OK = re.compile(r"^[^/\\:*?\"<>|\x00]+$")
@@ -36,8 +38,8 @@ class SessionInfo:
     recovered: bool
 
     @property
-    def sidecar(self) -> Path:
-        return self.midi.with_suffix(".json")
+    def sidecar(self) -> Path | None:
+        return existing_sidecar(self.midi)
 
     @property
     def journal(self) -> Path:
@@ -53,11 +55,18 @@ class SessionInfo:
         return f"{self.midi}\nmodel {self.model or '?'}, {self.notes} melody notes, {self.chords} chord onsets"
 
 
-def read_session(midi: Path) -> SessionInfo:
+def _read_sidecar(midi: Path) -> dict:
+    """The sidecar's fields ({} when there is none or it cannot be read)."""
+    path = existing_sidecar(midi)
     try:
-        side = json.loads(midi.with_suffix(".json").read_text(encoding="utf-8"))
+        side = json.loads(path.read_text(encoding="utf-8")) if path else {}
     except (OSError, ValueError):
-        side = {}
+        return {}
+    return side if isinstance(side, dict) else {}
+
+
+def read_session(midi: Path) -> SessionInfo:
+    side = _read_sidecar(midi)
     model = side.get("model") or {}
     return SessionInfo(midi, midi.stem, side.get("started") or "", float(side.get("duration_seconds") or 0.0),
                        model.get("name", "") if isinstance(model, dict) else str(model),
@@ -79,35 +88,36 @@ def rename_session(info: SessionInfo, new_name: str) -> SessionInfo:
     if not new_name or not _NAME_OK.match(new_name) or new_name.startswith("."):
         raise ValueError(f"not a usable name: {new_name!r}")
     new_midi = info.midi.with_name(new_name + ".mid")
-    if new_midi.exists() or new_midi.with_suffix(".json").exists():
+    if new_midi.exists() or existing_sidecar(new_midi):
         raise ValueError(f"a session called {new_name!r} already exists")
     new_journal = info.midi.with_name(new_name + SUFFIX)
     if info.journal.exists():
         info.journal.rename(new_journal)
-    if info.sidecar.exists():
-        side = json.loads(info.sidecar.read_text(encoding="utf-8"))
+    old_sidecar = info.sidecar
+    if old_sidecar:
+        side = json.loads(old_sidecar.read_text(encoding="utf-8"))
         side["midi"] = new_midi.name
         if new_journal.exists():
             side["journal"] = str(new_journal.resolve())
-        new_midi.with_suffix(".json").write_text(json.dumps(side, indent=1, ensure_ascii=False) + "\n",
-                                                 encoding="utf-8")
-        info.sidecar.unlink()
+        text = json.dumps(side, indent=1, ensure_ascii=False) + "\n"
+        write_together([(sidecar_path(new_midi), lambda f: f.write(text.encode()))])
+        old_sidecar.unlink()
     info.midi.rename(new_midi)
     return read_session(new_midi)
 
 
 def delete_session(info: SessionInfo) -> None:
     for p in (info.midi, info.sidecar, info.journal):
-        p.unlink(missing_ok=True)
+        if p:
+            p.unlink(missing_ok=True)
 
 
 def export_midi(info: SessionInfo, dest: str | Path) -> Path:
     dest = Path(dest)
-    if dest.suffix.lower() not in (".mid", ".midi"):
+    if dest.suffix.lower() not in MIDI:
         dest = dest.with_suffix(".mid")
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.copyfile(info.midi, tmp)
-    os.replace(tmp, dest)  # never a half-written file under the real name
+    with open(info.midi, "rb") as src:
+        write_file(dest, lambda f: shutil.copyfileobj(src, f), MIDI)
     return dest
 
 
@@ -194,7 +204,7 @@ class SessionsPanel(QWidget):
     def rename(self, info: SessionInfo, name: str) -> None:
         try:
             new = rename_session(info, name)
-        except (ValueError, OSError) as e:
+        except (ValueError, OSError, OutputError) as e:
             self.message.emit(f"not renamed: {e}")
             return
         self.message.emit(f"renamed to {new.name}")

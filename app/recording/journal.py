@@ -18,6 +18,11 @@ frame after the count-in, negative during it).
 
 ``t0`` in the header is the clock time of frame 0 if the engine knows it; otherwise saving derives it.
 
+Reading back trusts nothing (a journal may come from a crash, another version or a hand edit): every line is
+checked against ``EVENT_FIELDS``; a line with a bad field (a missing or out-of-range pitch, a time that is not a
+number) is skipped, and a bad header field (bpm 0 or "fast", meter [4, 3]) is replaced by its default; each is
+reported in ``Journal.problems`` (one line naming the line and the field), and never stops the rest.
+
 Durability, measured on this machine's ext4 (2-core VM): ``os.write`` of one line costs ~0.4 us, ``os.fsync``
 ~3.5 ms. So every event is written at once with one unbuffered ``os.write`` on an ``O_APPEND`` descriptor (the
 line is in the OS page cache before the call returns: a killed or crashed app loses nothing), and a background
@@ -30,8 +35,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -39,6 +46,9 @@ from typing import Any
 
 FORMAT = 1
 SUFFIX = ".journal.jsonl"
+DEFAULT_BPM = 120.0  # a header whose bpm is unusable: seconds stay right whatever the tempo, only the grid moves
+BPM_RANGE = (4.0, 1000.0)  # a MIDI tempo holds at most 16777215 us per beat: about 3.6 bpm
+MAX_FRAME = 2**31
 
 
 class JournalError(RuntimeError):
@@ -60,7 +70,13 @@ def encode_line(obj: dict[str, Any]) -> bytes:
     return (json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False) + "\n").encode()
 
 
-def _fsync_dir(path: Path) -> None:
+def closing_line(**fields: Any) -> dict[str, Any]:
+    """The ``close`` event that marks a journal finished: built before the session's files are written, so the
+    sidecar and the journal say the same, and written to the journal only once they are safely on disk."""
+    return {"e": "close", "ended": utc_now(), **fields}
+
+
+def fsync_dir(path: Path) -> None:
     """Make the new file's directory entry durable too (POSIX; a no-op where directories cannot be opened)."""
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -93,7 +109,7 @@ class SessionJournal:
             os.close(self._fd)
             self.path.unlink(missing_ok=True)
             raise
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         self._stop = threading.Event()
         self._syncer = threading.Thread(target=self._sync_loop, args=(fsync_interval,), name="journal-fsync",
                                         daemon=True)
@@ -140,10 +156,14 @@ class SessionJournal:
 
     def close(self, **fields: Any) -> None:
         """Write the closing line, fsync and close; idempotent."""
+        self.write_close(closing_line(**fields))
+
+    def write_close(self, line: dict[str, Any]) -> None:
+        """Write ``line`` (a ``closing_line``), fsync and close; idempotent."""
         with self._lock:
             if self.closed:
                 return
-            self._write({"e": "close", "ended": utc_now(), **fields})
+            self._write(line)
             self.closed = True
         self._stop.set()
         self._syncer.join()
@@ -160,8 +180,9 @@ class Journal:
     events: list[dict[str, Any]]
     close: dict[str, Any] | None
     truncated: bool = False  # a torn last line (no newline) was dropped
-    skipped_lines: list[int] = field(default_factory=list)  # 1-based numbers of unreadable complete lines
+    skipped_lines: list[int] = field(default_factory=list)  # 1-based numbers of unreadable or invalid lines
     valid_bytes: int = 0  # file offset just past the last complete line
+    problems: list[str] = field(default_factory=list)  # what was skipped or replaced, one line each
 
     @property
     def finished(self) -> bool:
@@ -179,8 +200,87 @@ class Journal:
         return out
 
 
+# --- checking what is read back -----------------------------------------------------------------------------
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _is_pitch(x: Any) -> bool:
+    return _is_int(x) and 0 <= x <= 127
+
+
+def _is_frame(x: Any) -> bool:
+    return _is_int(x) and -MAX_FRAME < x < MAX_FRAME
+
+
+Check = tuple[bool, Callable[[Any], bool], str]  # (required, test, what a good value is)
+_FRAME: Check = (True, _is_frame, "a frame number")
+_TIME: Check = (True, _is_number, "a finite time in seconds")
+_PITCH: Check = (True, _is_pitch, "a MIDI note 0..127")
+EVENT_FIELDS: dict[str, dict[str, Check]] = {
+    "on": {"f": _FRAME, "t": _TIME, "p": _PITCH, "v": (False, _is_pitch, "a velocity 0..127")},
+    "off": {"f": _FRAME, "t": _TIME, "p": _PITCH},
+    "chord": {"f": _FRAME, "t": _TIME,
+              "p": (False, lambda x: isinstance(x, list) and all(map(_is_pitch, x)), "a list of MIDI notes 0..127"),
+              "b": (False, lambda x: x is None or _is_pitch(x), "a MIDI note 0..127 or null"),
+              "s": (False, lambda x: x is None or isinstance(x, str), "a chord symbol or null"),
+              "on": (False, lambda x: isinstance(x, bool), "true or false"),
+              "tok": (False, _is_int, "a token id")},
+    "tok": {"f": _FRAME, "tok": (True, _is_int, "a token id")},
+}  # other kinds ("stats", kinds of later versions) are kept as they are; saving ignores what it does not know
+
+
+def event_problem(ev: dict[str, Any]) -> str | None:
+    """Why ``ev`` cannot be used (one phrase naming the field), or None when it can."""
+    kind = ev.get("e")
+    if not isinstance(kind, str):
+        return "no event kind 'e'"
+    for name, (required, ok, what) in EVENT_FIELDS.get(kind, {}).items():
+        if name not in ev:
+            if required:
+                return f"{kind} event without {name!r} ({what})"
+        elif not ok(ev[name]):
+            return f"{kind} event field {name!r} is {json.dumps(ev[name])[:40]}, not {what}"
+    return None
+
+
+def _meter_ok(m: Any) -> bool:
+    return (isinstance(m, list) and len(m) == 2 and all(map(_is_int, m)) and 1 <= m[0] <= 255
+            and m[1] in (1, 2, 4, 8, 16, 32))
+
+
+def _checked_header(header: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The header with every unusable field replaced by its default, and one problem line per replacement."""
+    h, problems = dict(header), []
+    bpm = h.get("bpm")
+    if not (_is_number(bpm) and BPM_RANGE[0] <= bpm <= BPM_RANGE[1]):
+        problems.append(f"header field 'bpm' is {json.dumps(bpm)[:40]}, not a tempo {BPM_RANGE[0]:g}..{BPM_RANGE[1]:g}"
+                        f"; {DEFAULT_BPM:g} used")
+        h["bpm"] = DEFAULT_BPM
+    if "meter" in h and h["meter"] is not None and not _meter_ok(h["meter"]):
+        problems.append(f"header field 'meter' is {json.dumps(h['meter'])[:40]}, not [beats, 1|2|4|8|16|32]; 4/4 used")
+        h["meter"] = [4, 4]
+    if h.get("t0") is not None and not _is_number(h["t0"]):
+        problems.append(f"header field 't0' is {json.dumps(h['t0'])[:40]}, not a time; derived from the events")
+        h["t0"] = None
+    if h.get("settings") is not None and not isinstance(h["settings"], dict):
+        problems.append("header field 'settings' is not an object; ignored")
+        h["settings"] = {}
+    programs = (h.get("settings") or {}).get("programs")
+    if programs is not None and not (isinstance(programs, dict) and all(map(_is_pitch, programs.values()))):
+        problems.append("header field 'settings.programs' is not {part: program 0..127}; default programs used")
+        h["settings"] = {k: v for k, v in h["settings"].items() if k != "programs"}
+    return h, problems
+
+
 def read_journal(path: str | os.PathLike) -> Journal:
-    """Read a journal, tolerating a torn last line (a kill mid-write) and skipping unreadable lines.
+    """Read a journal, tolerating a torn last line (a kill mid-write) and skipping unreadable or invalid lines
+    (each one reported in ``problems``).
 
     Raises ``JournalError`` only when nothing usable is there: missing file, or no valid header line.
     """
@@ -194,6 +294,7 @@ def read_journal(path: str | os.PathLike) -> Journal:
     events: list[dict[str, Any]] = []
     close: dict[str, Any] | None = None
     skipped: list[int] = []
+    problems: list[str] = []
     for lineno, raw in enumerate(complete, start=1):
         if not raw.strip():
             continue
@@ -203,20 +304,25 @@ def read_journal(path: str | os.PathLike) -> Journal:
                 raise ValueError
         except ValueError:
             skipped.append(lineno)
+            problems.append(f"line {lineno}: not a JSON object; line skipped")
             continue
         kind = obj.get("e")
         if header is None:
             if kind != "header":
                 raise JournalError(f"{path}: line {lineno} is not a journal header")
-            header = obj
+            header, bad = _checked_header(obj)
+            problems += [f"line {lineno}: {p}" for p in bad]
         elif kind == "close":
             close = obj
+        elif (why := event_problem(obj)) is not None:
+            skipped.append(lineno)
+            problems.append(f"line {lineno}: {why}; line skipped")
         else:
             events.append(obj)
     if header is None:
         raise JournalError(f"{path}: no journal header (empty or unreadable file)")
     return Journal(path, header, events, close, truncated=bool(tail), skipped_lines=skipped,
-                   valid_bytes=len(data) - len(tail))
+                   valid_bytes=len(data) - len(tail), problems=problems)
 
 
 def is_finished(path: str | os.PathLike, window: int = 1 << 16) -> bool:

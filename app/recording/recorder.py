@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .journal import SessionJournal, app_version, utc_now
+from .journal import SessionJournal, app_version, closing_line, utc_now
 from .save import save_session
 
 
@@ -120,10 +120,14 @@ class Recorder:
         """Write the closing line (with final counters, if given); idempotent."""
         self.journal.close(**({"stats": jsonable(stats)} if stats else {}))
 
-    def save(self, midi_path: str | os.PathLike) -> Path:
-        """Close the journal if still open, then write the MIDI file and its JSON sidecar; returns the MIDI path."""
-        self.close()
-        return save_session(self.path, midi_path)
+    def save(self, midi_path: str | os.PathLike, **stats: Any) -> Path:
+        """Write the MIDI file and its JSON sidecar, then close the journal (with final counters, if given);
+        returns the MIDI path. In that order: a save that fails (a full disk, a refused path) leaves the journal
+        unfinished, so the take is still offered by ``recover`` (or saved by a second ``save``)."""
+        closing = closing_line(**({"stats": jsonable(stats)} if stats else {}))
+        out = save_session(self.path, midi_path, closing=closing)
+        self.journal.write_close(closing)
+        return out
 
     def __enter__(self) -> "Recorder":
         return self

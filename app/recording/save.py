@@ -11,9 +11,9 @@ header, or derived from the first chord event, else the first melody event, as `
 If the player played before frame 0 (during the count-in), whole bars of lead-in are added in front so nothing
 is cut and bar lines still fall on the session's bars.
 
-The sidecar ``<name>.json`` holds what a MIDI file cannot: app version, model name and sha256, seed, settings,
-the token stream (``[frame, chord_token, melody_token]`` rows), timing statistics, and whether the journal was
-finished or recovered after a crash.
+The sidecar ``<name>.mid.session.json`` (``output.sidecar_path``) holds what a MIDI file cannot: app version,
+model name and sha256, seed, settings, the token stream (``[frame, chord_token, melody_token]`` rows), timing
+statistics, and whether the journal was finished or recovered after a crash.
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ import mido
 
 from ..synth.synth import BASS, CHORDS, DEFAULT_PROGRAMS, MELODY
 from .journal import Journal, read_journal
+from .output import MIDI, check_target, sidecar_path, write_together
 
 TICKS_PER_BEAT = 480
 TRACKS = (("Melody", MELODY), ("Chords", CHORDS), ("Bass", BASS))
+TIMED = ("on", "off", "chord")  # the events that sound; other kinds (and later versions' kinds) are not placed
 Note = tuple[int, int, int, int]  # (on_tick, off_tick, pitch, velocity)
 
 
@@ -42,7 +44,7 @@ class _Timeline:
         self.bpm = float(h["bpm"])
         num, den = h.get("meter") or [4, 4]
         frame_s = 60.0 / (self.bpm * 4)
-        timed = [e for e in journal.events if "t" in e and "f" in e]
+        timed = [e for e in journal.events if e["e"] in TIMED]
         t0 = h.get("t0")
         if t0 is None:
             first = next((e for e in timed if e["e"] == "chord"), timed[0] if timed else None)
@@ -64,13 +66,18 @@ def _collect(journal: Journal, tl: _Timeline) -> tuple[dict[str, list[Note]], li
     chord_open: list[tuple[str, int, int, int]] = []  # (track, pitch, on_tick, velocity)
     chord_key: tuple[int | None, tuple[int, ...]] | None = None
     chord_symbol: str | None = None
-    events = sorted((e for e in journal.events if "t" in e), key=lambda e: e["t"])  # stable: file order on ties
+    events = sorted((e for e in journal.events if e["e"] in TIMED), key=lambda e: e["t"])  # stable on ties
     end = 0
 
     def end_chord(tick: int) -> None:
         for track, pitch, on, vel in chord_open:
             notes[track].append((on, tick, pitch, vel))
         chord_open.clear()
+
+    def end_melody(pitch: int, tick: int) -> None:
+        """At least one tick long: a note-off at its note-on's tick would be written before it (a stuck note)."""
+        on, vel = melody_open.pop(pitch)
+        notes["Melody"].append((on, max(tick, on + 1), pitch, vel))
 
     for ev in events:
         tick = tl.tick(ev["t"])
@@ -79,13 +86,11 @@ def _collect(journal: Journal, tl: _Timeline) -> tuple[dict[str, list[Note]], li
         if kind == "on":
             pitch = ev["p"]
             if pitch in melody_open:  # struck again without a note-off: end the first one here
-                on, vel = melody_open.pop(pitch)
-                notes["Melody"].append((on, tick, pitch, vel))
+                end_melody(pitch, tick)
             melody_open[pitch] = (tick, max(1, min(127, ev.get("v", 90))))
         elif kind == "off":
             if ev["p"] in melody_open:
-                on, vel = melody_open.pop(ev["p"])
-                notes["Melody"].append((on, tick, ev["p"], vel))
+                end_melody(ev["p"], tick)
         elif kind == "chord":
             bass = ev.get("b")
             upper = tuple(sorted({p for p in ev.get("p", []) if p != bass}))
@@ -100,8 +105,8 @@ def _collect(journal: Journal, tl: _Timeline) -> tuple[dict[str, list[Note]], li
                 if symbol and starts and (ev.get("on") or symbol != chord_symbol):
                     markers.append((tick, symbol))
                 chord_key, chord_symbol = (key, symbol) if starts else (None, None)
-    for pitch, (on, vel) in melody_open.items():
-        notes["Melody"].append((on, max(end, on + 1), pitch, vel))
+    for pitch in list(melody_open):
+        end_melody(pitch, end)
     for track, pitch, on, vel in chord_open:
         notes[track].append((on, max(end, on + 1), pitch, vel))
     return notes, markers, end
@@ -167,27 +172,16 @@ def token_stream(journal: Journal) -> list[list[int | None]]:
     return [rows[f] for f in sorted(rows)]
 
 
-def sidecar_path(midi_path: str | os.PathLike) -> Path:
-    return Path(midi_path).with_suffix(".json")
+def write_session(journal: Journal, midi_path: Path, closing: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write ``midi_path`` (type-1 MIDI) and its sidecar from a journal as read; returns the summary (counts).
 
-
-def _replace_atomically(path: Path, write: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def save_session(journal_path: str | os.PathLike, midi_path: str | os.PathLike) -> Path:
-    """Write ``midi_path`` (type-1 MIDI) and ``<name>.json`` next to it from a journal; returns the MIDI path.
-
-    Works on an unfinished journal too (what ``recover`` uses); each file is written to a temporary name and
-    renamed, so a crash while saving never leaves half a file under the real name.
+    ``closing``: the closing line the caller writes to the journal once these files are safely on disk (so the
+    sidecar says finished, with the final counters, although the journal on disk is not closed yet); ignored when
+    the journal is already closed. Both files go through the one output writer: both are complete on disk before
+    either replaces its target, and an unwritable path is an ``OutputError``.
     """
-    journal = read_journal(journal_path)
-    midi_path = Path(midi_path)
-    midi_path.parent.mkdir(parents=True, exist_ok=True)
+    close = journal.close or closing
     mid, summary = build_midi(journal)
-    _replace_atomically(midi_path, lambda p: mid.save(str(p)))
     h = journal.header
     sidecar = {
         "format": 1,
@@ -198,19 +192,38 @@ def save_session(journal_path: str | os.PathLike, midi_path: str | os.PathLike) 
         "meter": h.get("meter"),
         "settings": h.get("settings"),
         "started": h.get("started"),
-        "ended": (journal.close or {}).get("ended"),
-        "finished": journal.finished,
-        "recovered": bool((journal.close or {}).get("recovered")),
+        "ended": (close or {}).get("ended"),
+        "finished": close is not None,
+        "recovered": bool((close or {}).get("recovered")),
         "midi": midi_path.name,
-        "journal": str(Path(journal_path).resolve()),
+        "journal": str(journal.path.resolve()),
         **summary,
-        "timing": journal.stats,
+        "timing": _timing(journal, close),
         "tokens": token_stream(journal),
         "journal_issues": {
-            "truncated_tail": journal.truncated or bool((journal.close or {}).get("truncated_tail")),
+            "truncated_tail": journal.truncated or bool((close or {}).get("truncated_tail")),
             "skipped_lines": journal.skipped_lines,
+            "problems": journal.problems,
         },
     }
-    text = json.dumps(sidecar, indent=1, ensure_ascii=False)
-    _replace_atomically(sidecar_path(midi_path), lambda p: p.write_text(text + "\n", encoding="utf-8"))
+    text = json.dumps(sidecar, indent=1, ensure_ascii=False) + "\n"
+    write_together([(midi_path, lambda f: mid.save(file=f)),
+                    (sidecar_path(midi_path), lambda f: f.write(text.encode()))])
+    return summary
+
+
+def _timing(journal: Journal, close: dict[str, Any] | None) -> dict[str, Any]:
+    """The journal's latest counters, the closing line's (written or still to be written) last."""
+    out = journal.stats
+    if close is not journal.close and isinstance((close or {}).get("stats"), dict):
+        out.update(close["stats"])
+    return out
+
+
+def save_session(journal_path: str | os.PathLike, midi_path: str | os.PathLike,
+                 closing: dict[str, Any] | None = None) -> Path:
+    """Write ``midi_path`` and its sidecar from the journal at ``journal_path`` (``write_session``); returns the
+    MIDI path. Works on an unfinished journal too (what ``recover`` uses); a refused path is an ``OutputError``."""
+    midi_path = check_target(midi_path, MIDI)
+    write_session(read_journal(journal_path), midi_path, closing)
     return midi_path

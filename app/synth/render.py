@@ -5,7 +5,9 @@ pitches' frequencies), and how a user exports a jam as audio. The MIDI file's ev
 (mido merges the tracks and applies tempo changes, giving seconds); between events the synth is stepped with
 ``get_samples`` for exactly the elapsed number of samples (the fractional remainder is carried, so a long file does
 not drift), and the audio is streamed to the WAV in chunks, so an hour-long session needs no hour of memory.
-A tail is rendered after the last event so releases and reverb ring out instead of being cut.
+A tail is rendered after the last event so releases and reverb ring out instead of being cut. The chunks go into
+the output writer's temporary file (``app.recording.output``): a kill, a full disk or a bad input never leaves
+part of a WAV under the target's name.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import mido
 
+from ..recording.output import WAV, check_target, write_together
 from . import fluid
 from .soundfont import find_soundfont
 
@@ -49,58 +52,69 @@ def _load_midi(path: Path) -> mido.MidiFile:
         raise RenderError(f"{path}: not a readable MIDI file ({detail})") from None
 
 
+def _stream(mid: mido.MidiFile, synth, out: wave.Wave_write, sample_rate: int, tail_seconds: float
+            ) -> tuple[int, int, int]:
+    """Play ``mid`` through ``synth`` into ``out``; returns (samples per channel, note-ons, peak)."""
+    notes = peak = total = 0
+
+    def step(n: int) -> None:
+        nonlocal peak, total
+        while n > 0:
+            k = min(n, CHUNK)
+            block = synth.get_samples(k)  # interleaved int16 stereo, 2*k values
+            if block.size:
+                peak = max(peak, int(abs(block.astype("int32")).max()))
+            out.writeframes(block.tobytes())
+            total += k
+            n -= k
+
+    position = 0.0  # seconds since the start, exact
+    for msg in mid:  # merged tracks, msg.time = seconds since the previous message
+        position += msg.time
+        due = int(position * sample_rate) - total
+        if due > 0:
+            step(due)
+        if msg.is_meta or msg.type == "sysex":
+            continue
+        ch = msg.channel
+        if msg.type == "note_on" and msg.velocity > 0:
+            synth.noteon(ch, msg.note, msg.velocity)
+            notes += 1
+        elif msg.type in ("note_on", "note_off"):
+            synth.noteoff(ch, msg.note)
+        elif msg.type == "program_change":
+            synth.program_change(ch, msg.program)
+        elif msg.type == "control_change":
+            synth.cc(ch, msg.control, msg.value)
+        elif msg.type == "pitchwheel":
+            synth.pitch_bend(ch, msg.pitch)
+    step(int(tail_seconds * sample_rate))
+    return total, notes, peak
+
+
 def render_midi_to_wav(midi_path: str | os.PathLike, wav_path: str | os.PathLike,
                        soundfont: str | os.PathLike | None = None, sample_rate: int = 44100,
                        tail_seconds: float = 1.5, gain: float = 0.4) -> RenderInfo:
-    """Render ``midi_path`` to ``wav_path``; raises ``RenderError`` (corrupt MIDI, unloadable soundfont)."""
-    midi_path, wav_path = Path(midi_path), Path(wav_path)
+    """Render ``midi_path`` to ``wav_path``; raises ``RenderError`` (corrupt MIDI, unloadable soundfont) or
+    ``OutputError`` (a refused or unwritable target, checked before anything renders)."""
+    midi_path, wav_path = Path(midi_path), check_target(wav_path, WAV)
     mid = _load_midi(midi_path)
     sf = find_soundfont(soundfont)
     fs = fluid.load()
     synth = fs.Synth(gain=gain, samplerate=float(sample_rate))
-    notes = peak = total = 0
     try:
         with fluid.captured_log(fs) as log:
             if synth.sfload(str(sf), 1) < 0:  # 1: give every channel its default preset
                 raise RenderError(f"{sf}: cannot load soundfont ({log[-1] if log else 'sfload failed'})")
-        wav_path.parent.mkdir(parents=True, exist_ok=True)
-        with wave.open(str(wav_path), "wb") as out:
-            out.setnchannels(2)
-            out.setsampwidth(2)
-            out.setframerate(sample_rate)
 
-            def step(n: int) -> None:
-                nonlocal peak, total
-                while n > 0:
-                    k = min(n, CHUNK)
-                    block = synth.get_samples(k)  # interleaved int16 stereo, 2*k values
-                    if block.size:
-                        peak = max(peak, int(abs(block.astype("int32")).max()))
-                    out.writeframes(block.tobytes())
-                    total += k
-                    n -= k
+        def write(f) -> tuple[int, int, int]:
+            with wave.open(f, "wb") as out:
+                out.setnchannels(2)
+                out.setsampwidth(2)
+                out.setframerate(sample_rate)
+                return _stream(mid, synth, out, sample_rate, tail_seconds)
 
-            position = 0.0  # seconds since the start, exact
-            for msg in mid:  # merged tracks, msg.time = seconds since the previous message
-                position += msg.time
-                due = int(position * sample_rate) - total
-                if due > 0:
-                    step(due)
-                if msg.is_meta or msg.type == "sysex":
-                    continue
-                ch = msg.channel
-                if msg.type == "note_on" and msg.velocity > 0:
-                    synth.noteon(ch, msg.note, msg.velocity)
-                    notes += 1
-                elif msg.type in ("note_on", "note_off"):
-                    synth.noteoff(ch, msg.note)
-                elif msg.type == "program_change":
-                    synth.program_change(ch, msg.program)
-                elif msg.type == "control_change":
-                    synth.cc(ch, msg.control, msg.value)
-                elif msg.type == "pitchwheel":
-                    synth.pitch_bend(ch, msg.pitch)
-            step(int(tail_seconds * sample_rate))
+        total, notes, peak = write_together([(wav_path, write)])[0]
     finally:
         synth.delete()
     return RenderInfo(wav_path, sf, sample_rate, total, notes, peak)

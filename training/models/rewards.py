@@ -234,11 +234,17 @@ class ChordDiscriminator(nn.Module):
         GAPT uses a 2-way softmax with cross-entropy label smoothing 0.1, whose targets are (1 - s) * onehot + s / 2
         = 0.95 / 0.05; with one logit z = z_real - z_fake that is exactly BCE against 1 - s/2 (real) and s/2 (fake).
         """
+        return self.loss_and_accuracy(real_ch, fake_ch, smoothing)[0]
+
+    def loss_and_accuracy(self, real_ch: torch.Tensor, fake_ch: torch.Tensor,
+                          smoothing: float = 0.1) -> tuple[torch.Tensor, float]:
+        """``loss`` and D's accuracy on the same logits (one forward pass, not two)."""
         width = max(real_ch.shape[1], fake_ch.shape[1])
         z = self.logits(torch.cat([_pad_to(real_ch, width), _pad_to(fake_ch, width)]))
         targets = torch.cat([torch.full((len(real_ch),), 1 - smoothing / 2),
-                             torch.full((len(fake_ch),), smoothing / 2)])
-        return F.binary_cross_entropy_with_logits(z, targets.to(z.device))
+                             torch.full((len(fake_ch),), smoothing / 2)]).to(z.device)
+        accuracy = ((z > 0) == (targets > 0.5)).float().mean().item()
+        return F.binary_cross_entropy_with_logits(z, targets), accuracy
 
 
 # ---------------------------------------------------------------------------------------------------------------

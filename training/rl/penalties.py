@@ -5,12 +5,14 @@ data melody the policy played against) and returns one penalty per sequence (<= 
 of per-sequence terms placed on the last chord (GAPT: trajectory-level rewards).
 
 * invalid: -10 for a sequence with a special token in a chord slot, or a hold that does not continue the chord
-  sounding before it. Rollouts sampled under the grammar mask (our default) can never trigger it; it guards the
-  reference setting of unmasked sampling (``RLConfig.mask_rollouts = False``).
+  sounding before it. Rollouts here are always sampled under the grammar mask and never trigger it; it is kept
+  for the reference's unmasked sampling and as a guard that the mask holds (the RL tests assert it stays 0).
 * silence: after a grace period of 8 frames, if more than 4% of the frames where the melody sounds have no chord,
   -1/10 per such frame.
 * early stop: an EOS in a chord slot before the melody ends costs (melody frames left) / 10.
 * repetition: every run of more than 4 consecutive chord events with the same chord costs (run length) / 10.
+* harmonic rhythm (ours, weighted by ``RLConfig.rhythm``): the distance of a rollout's chord changes and off-beat
+  strikes from the same window's real chords.
 """
 
 from __future__ import annotations
@@ -79,3 +81,27 @@ def repetition(chords: torch.Tensor) -> torch.Tensor:
 def all_penalties(chords: torch.Tensor, melody: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"invalid": invalid(chords), "silence": silence(chords, melody),
             "early_stop": early_stop(chords, melody), "repetition": repetition(chords)}
+
+
+def changes_and_offbeat(chords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sequence: how many frames change the sounding chord, and the share of struck chords off the beat
+    (frame % 4 != 0; windows start on a beat). Conventions of ``training.evaluation.heard``."""
+    values = _chord_value(chords)
+    prev = torch.cat([torch.full_like(values[:, :1], -1), values[:, :-1]], 1)
+    n_changes = ((values != prev) & (values >= 0)).sum(1).float()
+    onsets = chords >= T.CHORD_ON
+    offbeat = onsets & (torch.arange(chords.shape[1]) % 4 != 0)
+    return n_changes, offbeat.sum(1).float() / onsets.sum(1).float().clamp(min=1)
+
+
+def harmonic_rhythm(chords: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """How far a rollout's harmonic rhythm is from the song's own over the same frames (<= 0).
+
+    The relative error of its number of chord changes (against at least one change a bar, so a song that holds
+    one chord does not make every extra change ruinous), plus the share of its chord strikes off the beat beyond
+    the song's. Against the same window's real chords rather than a corpus mean: a ballad and a reel want
+    different rates. Why: coherence rewards alone pay a policy that flickers between chords that fit each note."""
+    mine, mine_off = changes_and_offbeat(chords)
+    theirs, theirs_off = changes_and_offbeat(real)
+    floor = torch.full_like(theirs, chords.shape[1] / 16)
+    return -((mine - theirs).abs() / torch.maximum(theirs, floor) + (mine_off - theirs_off).clamp(min=0))

@@ -72,6 +72,20 @@ class RLConfig:
     d_smoothing: float = 0.1
     d_config: str = "small"
     adv_weight: float = 1.0  # gamma of R = R_coh + R_rules + gamma R_adv (GAPT C.9)
+    # On-policy distillation: the actor's loss adds `distill` x a per-chord divergence to the teacher over the full
+    # vocabulary at the rollouts' own states, differentiated directly (not through the reward): a dense,
+    # low-variance signal at every chord, where the KL-as-reward anchor (kl_beta) reaches the actor only through
+    # noisy advantages. Linear schedule from `distill` to `distill * distill_final` over the run.
+    distill: float = 0.0
+    distill_final: float = 1.0
+    # "forward": KL(teacher || pi), whose minimiser without the future melody is the teacher's distribution
+    # averaged over the futures; "reverse": KL(pi || teacher), whose minimiser is their geometric mean, which
+    # starves chord changes (they differ between futures, holds do not): the policy stops changing chord.
+    distill_divergence: str = "forward"
+    coherence: bool = True  # reward models + rule penalties through PPO; False: distillation alone (no critic)
+    rhythm: float = 0.0  # weight of the harmonic-rhythm rule term (penalties.harmonic_rhythm)
+    critic_warmup: int = 0  # the first updates train the critic only: advantages from a zero critic are noise
+    adv_norm: bool = True  # per-batch advantage normalisation
     eval_every: int = 10
     eval_songs: int = 64
     ckpt_every: int = 5
@@ -81,22 +95,12 @@ class RLConfig:
 CONFIGS: dict[str, RLConfig] = {
     # GAPT C.5 / the reference code's gapt.yml (the code's learning rates: 5e-6 / 9e-5).
     "paper": RLConfig(d_config="paper"),
-    # The same schedule shape scaled to a 2-core CPU: 100 updates of 64 rollouts; D's warm-up scaled 200 -> 20.
-    # 100 updates are 400 optimiser steps, not the paper's thousands, so the actor's rate is higher: at 2e-5 a run
-    # moved nowhere (22 updates: clipfrac 0, approx_kl < 5e-4, validation harmony 0.343 -> 0.362).
-    # GAPT's discriminator at this scale (all runs seed 0, validation harmony / Vendi; the MLE point is 0.351 / 14.7):
-    # - D frozen after a short warm-up gets fooled: D every 2nd update at 9e-5 (phase 1 = 20 updates) reached
-    #   0.402 / 22.4 at update 20, then the policy learned the frozen D (adversarial reward ~1, coherence ~0): 0.22
-    #   at 50. Weighting the adversarial term 0.25 only delayed it (0.24 at 50).
-    # - D trained every update at 3e-4 wins outright (accuracy 0.98-1.0 from update 25): its reward is a constant
-    #   ~0.05 that says nothing about diversity, and the run collapses like gapt-no-adv (adversarial weight 0.25:
-    #   0.392 / 3.6 at 80; weight 1: 0.336 / 6.3 at 20); at 1e-4 the same by update 20 (0.359 / 7.7).
-    # - D trained every update at 3e-5 (no gated phase: d_phase1 = updates) stays informative (accuracy 0.6-0.9 up
-    #   to update 25) and keeps diversity while harmony rises: 0.410 / 19.8 at 10, 0.441 / 17.8 at 20 (seed 1:
-    #   0.386 / 15.5, 0.397 / 15.7 at 30). Later the coherence rewards fall in every run at this actor rate, so the
-    #   shipped gapt is the snapshot its validation curve chooses (select_snapshot: u20).
+    # The same schedule shape scaled to a 2-core CPU: 100 updates of 64 rollouts, a higher actor rate, D trained every
+    # update at 3e-5, and the teacher's dense signal (distill 2, forward KL) with the harmonic-rhythm term: why each
+    # of these, with the runs that chose them, is in models/README.md ("RL at CPU scale").
     "cpu": RLConfig(updates=100, rollouts=64, minibatch=16, warmup=10, actor_lr=1e-4, critic_lr=3e-4, d_every=1,
-                    d_lr=3e-5, d_phase1=100, eval_every=10, eval_songs=48, adv_weight=1.0),
+                    d_lr=3e-5, d_phase1=100, eval_every=10, eval_songs=48, adv_weight=1.0, distill=2.0, rhythm=1.0,
+                    critic_warmup=5),
     "smoke": RLConfig(updates=3, rollouts=4, minibatch=2, frames=32, warmup=1, d_every=1, d_phase1=2, eval_every=2,
                       eval_songs=4, ckpt_every=1, d_config="tiny"),
 }
@@ -104,6 +108,8 @@ SYSTEMS: dict[str, dict] = {
     "realchords": {"entropy": 0.0, "adversarial": False},
     "gapt-no-adv": {"entropy": 0.01, "adversarial": False},
     "gapt": {"entropy": 0.01, "adversarial": True},
+    # the teacher's dense signal alone: no reward models, no critic, no policy gradient
+    "distill": {"entropy": 0.0, "adversarial": False, "coherence": False, "distill": 1.0},
 }
 
 
@@ -112,6 +118,12 @@ def schedule_fires(update: int, recent_adv: list[float], cfg: RLConfig) -> bool:
     if update <= cfg.d_phase1:
         return update == 1 or update % cfg.d_every == 0
     return len(recent_adv) >= cfg.d_window and float(np.mean(recent_adv[-cfg.d_window:])) > cfg.d_threshold
+
+
+def distill_weight(update: int, cfg: RLConfig) -> float:
+    """The distillation weight at ``update`` (0-based): linear from ``distill`` to ``distill * distill_final``."""
+    progress = min(1.0, update / max(1, cfg.updates - 1))
+    return cfg.distill * (1.0 + (cfg.distill_final - 1.0) * progress)
 
 
 def lr_factor(update: int, cfg: RLConfig, total: int | None = None, warmup: int | None = None) -> float:
@@ -160,8 +172,30 @@ def teacher_logprobs(teacher, melody_window: torch.Tensor, chords: torch.Tensor)
 
 
 def kl_to_teacher(logp: torch.Tensor, teacher_logp: torch.Tensor) -> torch.Tensor:
-    """Full-vocabulary KL(pi || teacher) per position from log-probs [..., V] (tokens pi cannot pick add 0)."""
-    return (logp.exp() * (logp - teacher_logp)).nan_to_num(0.0).sum(-1)
+    """Full-vocabulary KL(pi || teacher) per position from log-probs [..., V] (tokens pi cannot pick add 0).
+
+    Differentiable in ``logp``: the masked tokens (-inf) are kept out of the product instead of patched after it,
+    so no 0 * inf reaches the backward pass."""
+    allowed = torch.isfinite(logp)
+    diff = torch.where(allowed, logp - teacher_logp, torch.zeros_like(logp))
+    return (logp.exp() * diff).sum(-1)
+
+
+def teacher_kl_to_policy(logp: torch.Tensor, teacher_logp: torch.Tensor) -> torch.Tensor:
+    """Forward KL(teacher || pi) per position, the teacher renormalised over the tokens pi may pick (the grammar
+    mask, read off pi's -inf); differentiable in ``logp``."""
+    allowed = torch.isfinite(logp)
+    t = torch.log_softmax(teacher_logp.masked_fill(~allowed, float("-inf")), dim=-1)
+    diff = torch.where(allowed, t - logp, torch.zeros_like(logp))
+    return (t.exp() * diff).sum(-1)
+
+
+def distill_loss(logp: torch.Tensor, teacher_logp: torch.Tensor, divergence: str) -> torch.Tensor:
+    if divergence == "forward":
+        return teacher_kl_to_policy(logp, teacher_logp)
+    if divergence == "reverse":
+        return kl_to_teacher(logp, teacher_logp)
+    raise ValueError(f"distill_divergence {divergence!r}: choose forward or reverse")
 
 
 def entropy_of(logp: torch.Tensor) -> torch.Tensor:
@@ -255,74 +289,91 @@ class Trainer:
             return self._rollout(batch, gen)
 
     def _rollout(self, batch: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
-        n = self.cfg.frames
+        cfg, n = self.cfg, self.cfg.frames
+        t0 = time.perf_counter()
         melody = batch["melody"][:, 1:1 + n]
         self.policy.eval()
-        chords = generate_online(self.policy, melody, self.cfg.temperature, gen)
+        chords = generate_online(self.policy, melody, cfg.temperature, gen)
         self.policy.train()
+        t1 = time.perf_counter()
         mask = chord_masks(chords)
         logp = policy_logprobs(self.policy, chords, melody, mask)
-        _, values = policy_logprobs(self.critic, chords, melody, mask, with_value=True)
         t_logp = teacher_logprobs(self.teacher, batch["melody"], chords)
         kl = kl_to_teacher(logp, t_logp)
         fake = batch["chords"].clone()
         fake[:, 1:1 + n] = chords
         terms: dict[str, torch.Tensor] = {}
-        if self.rewards is not None:
-            terms.update(self.rewards.score(batch["melody"], fake))
-        terms.update({f"penalty_{k}": v for k, v in penalties.all_penalties(chords, melody).items()})
-        if self.disc is not None:
-            terms["adversarial"] = self.disc.adversarial_reward(fake)
+        values = torch.zeros(chords.shape, dtype=torch.float32)
+        if cfg.coherence:
+            _, values = policy_logprobs(self.critic, chords, melody, mask, with_value=True)
+            if self.rewards is not None:
+                terms.update(self.rewards.score(batch["melody"], fake))
+            terms.update({f"penalty_{k}": v for k, v in penalties.all_penalties(chords, melody).items()})
+            if cfg.rhythm:
+                terms["rhythm"] = cfg.rhythm * penalties.harmonic_rhythm(chords, batch["chords"][:, 1:1 + n])
+            if self.disc is not None:
+                terms["adversarial"] = self.disc.adversarial_reward(fake)
         terms = {k: v.float() for k, v in terms.items()}
-        values = values.float()
-        total = total_reward(terms, self.cfg)
-        rewards = -self.cfg.kl_beta * kl
-        rewards[:, -1] += total
+        rewards = -cfg.kl_beta * kl
+        if terms:
+            rewards[:, -1] += total_reward(terms, cfg)
         return {"chords": chords, "melody": melody, "mask": mask, "logp": logp.gather(-1, chords[..., None])[..., 0],
-                "values": values, "rewards": rewards, "kl": kl, "terms": terms, "fake": fake, "real": batch["chords"],
-                "entropy": entropy_of(logp)}
+                "teacher_logp": t_logp, "values": values.float(), "rewards": rewards, "kl": kl, "terms": terms,
+                "fake": fake, "real": batch["chords"], "entropy": entropy_of(logp),
+                "seconds": {"generate": t1 - t0, "score": time.perf_counter() - t1}}
 
     def ppo_step(self, ro: dict[str, torch.Tensor], rng: np.random.Generator) -> dict[str, float]:
+        """One pass over the rollouts in minibatches: the clipped policy gradient (when ``coherence``), the
+        distillation loss and the entropy bonus for the actor, value regression for the critic."""
         cfg = self.cfg
         adv = gae(ro["rewards"], ro["values"], cfg.gae_lambda)
         returns = adv + ro["values"]
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        if cfg.adv_norm:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         factor = lr_factor(self.update, cfg)
         for g in self.actor_opt.param_groups:
             g["lr"] = cfg.actor_lr * factor
         for g in self.critic_opt.param_groups:
             g["lr"] = cfg.critic_lr * factor
-        stats: dict[str, list[float]] = {"pg_loss": [], "value_loss": [], "entropy_mb": [], "clipfrac": [],
-                                         "approx_kl": []}
+        w_distill = distill_weight(self.update, cfg)
+        train_actor = self.update >= cfg.critic_warmup or not cfg.coherence
+        stats: dict[str, list[float]] = {k: [] for k in ("pg_loss", "distill_loss", "value_loss", "entropy_mb",
+                                                         "clipfrac", "approx_kl")}
         order = rng.permutation(cfg.rollouts)
         for a in range(0, cfg.rollouts, cfg.minibatch):
             mb = torch.as_tensor(order[a:a + cfg.minibatch])
             chords, melody, mask = ro["chords"][mb], ro["melody"][mb], ro["mask"][mb]
-            with autocast(CPU):
-                logp_all = policy_logprobs(self.policy, chords, melody, mask)
-            new_logp = logp_all.gather(-1, chords[..., None])[..., 0]
-            ratio = (new_logp - ro["logp"][mb]).exp()
-            a_mb = adv[mb]
-            pg = torch.max(-a_mb * ratio, -a_mb * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).mean()
-            entropy = entropy_of(logp_all).mean()
-            self.actor_opt.zero_grad(set_to_none=True)
-            (pg - cfg.entropy * entropy).backward()
-            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
-            self.actor_opt.step()
-            with autocast(CPU):
-                _, values = policy_logprobs(self.critic, chords, melody, mask, with_value=True)
-            v_loss = 0.5 * (values.float() - returns[mb]).pow(2).mean()
-            self.critic_opt.zero_grad(set_to_none=True)
-            v_loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
-            self.critic_opt.step()
-            with torch.no_grad():
-                stats["pg_loss"].append(pg.item())
+            if train_actor:
+                with autocast(CPU):
+                    logp_all = policy_logprobs(self.policy, chords, melody, mask)
+                new_logp = logp_all.gather(-1, chords[..., None])[..., 0]
+                ratio = (new_logp - ro["logp"][mb]).exp()
+                a_mb = adv[mb]
+                pg = torch.max(-a_mb * ratio, -a_mb * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).mean()
+                entropy = entropy_of(logp_all).mean()
+                distill = distill_loss(logp_all, ro["teacher_logp"][mb], cfg.distill_divergence).mean()
+                loss = (pg if cfg.coherence else 0.0) + w_distill * distill - cfg.entropy * entropy
+                self.actor_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                self.actor_opt.step()
+                with torch.no_grad():
+                    if cfg.coherence:
+                        stats["pg_loss"].append(pg.item())
+                    stats["distill_loss"].append(distill.item())
+                    stats["entropy_mb"].append(entropy.item())
+                    stats["clipfrac"].append(((ratio - 1).abs() > cfg.clip).float().mean().item())
+                    stats["approx_kl"].append(((ratio - 1) - ratio.log()).mean().item())
+            if cfg.coherence:
+                with autocast(CPU):
+                    _, values = policy_logprobs(self.critic, chords, melody, mask, with_value=True)
+                v_loss = 0.5 * (values.float() - returns[mb]).pow(2).mean()
+                self.critic_opt.zero_grad(set_to_none=True)
+                v_loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
+                self.critic_opt.step()
                 stats["value_loss"].append(v_loss.item())
-                stats["entropy_mb"].append(entropy.item())
-                stats["clipfrac"].append(((ratio - 1).abs() > cfg.clip).float().mean().item())
-                stats["approx_kl"].append(((ratio - 1) - ratio.log()).mean().item())
-        return {k: float(np.mean(v)) for k, v in stats.items()}
+        return {k: float(np.mean(v)) for k, v in stats.items() if v} | {"distill_weight": w_distill}
 
     def train_discriminator(self, ro: dict[str, torch.Tensor], rng: np.random.Generator) -> float:
         """One D update = one pass over the minibatches (data chords vs rollouts); returns D's accuracy."""
@@ -334,25 +385,20 @@ class Trainer:
         correct = []
         for a in range(0, cfg.rollouts, cfg.minibatch):
             mb = torch.as_tensor(order[a:a + cfg.minibatch])
-            with autocast(CPU):
-                loss = self.disc.loss(ro["real"][mb], ro["fake"][mb], smoothing=cfg.d_smoothing).float()
+            with autocast(CPU):  # accuracy before the step, on the logits the loss is computed from
+                loss, accuracy = self.disc.loss_and_accuracy(ro["real"][mb], ro["fake"][mb], smoothing=cfg.d_smoothing)
             self.disc_opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.float().backward()
             torch.nn.utils.clip_grad_norm_(self.disc.parameters(), cfg.max_grad_norm)
             self.disc_opt.step()
-            with torch.no_grad():
-                correct.append(torch.cat([self.disc.logits(ro["real"][mb]) > 0,
-                                          self.disc.logits(ro["fake"][mb]) <= 0]).float().mean().item())
+            correct.append(accuracy)
         self.d_updates += 1
         return float(np.mean(correct))
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Harmony and diversity of the current policy on a fixed set of validation melodies."""
-        n = self.cfg.frames
-        mel = torch.from_numpy(np.stack([w["melody"][1:1 + n] for w in self.val_windows]))
-        mel = torch.where(mel == T.PAD, torch.full_like(mel, T.SILENCE), mel)
-        mel = torch.where(mel == T.EOS, torch.full_like(mel, T.SILENCE), mel)
+        mel = torch.from_numpy(np.where(self.val_ended, T.SILENCE, self._val_rows("melody")))
         self.policy.eval()
         with autocast(CPU):
             chords = generate_online(self.policy, mel, 1.0, torch.Generator().manual_seed(12345)).numpy()
@@ -361,13 +407,37 @@ class Trainer:
                            (mel.numpy() - T.NOTE_HOLD) % T.N_PITCHES, -1)
         idx = [chord_indices(c) for c in chords]
         harmony = [r for r in (note_in_chord(p, c) for p, c in zip(pitches, idx)) if r is not None]
+        return {"val_harmony": float(np.mean(harmony)), **self._chord_figures(chords, "val")}
+
+    def _val_rows(self, key: str) -> np.ndarray:
+        return np.stack([w[key][1:1 + self.cfg.frames] for w in self.val_windows])
+
+    @property
+    def val_ended(self) -> np.ndarray:
+        """[B, T] frames past a validation song's end (its window is padded there)."""
+        mel = self._val_rows("melody")
+        return (mel == T.PAD) | (mel == T.EOS)
+
+    def _chord_figures(self, chords: np.ndarray, prefix: str) -> dict[str, float]:
+        """Diversity and harmonic rhythm of chord tokens [B, T] over the songs' own frames (what the policy plays
+        past a song's end is dropped): read beside harmony, for the policy and the truth."""
+        ended = self.val_ended
+        chords = np.where(ended, T.SILENCE, chords)
+        idx = [chord_indices(c) for c in chords]
         onsets = [o >= T.CHORD_ON for o in chords]
         emb = np.stack([D.bigram_embedding(c, o) for c, o in zip(idx, onsets)])
-        row = {"val_harmony": float(np.mean(harmony)), "val_vendi": D.vendi_score(emb),
-               "val_chord_entropy": D.chord_symbol_entropy(idx)}
+        n_changes, offbeat = penalties.changes_and_offbeat(torch.as_tensor(chords))
+        row = {f"{prefix}_vendi": D.vendi_score(emb), f"{prefix}_chord_entropy": D.chord_symbol_entropy(idx),
+               f"{prefix}_changes_per_bar": float(n_changes.sum() / ((~ended).sum() / 16)),
+               f"{prefix}_offbeat": float(offbeat.mean())}
         if self.val_embedder is not None:  # the evaluation's own diversity measure (GAPT B.3)
-            row["val_vendi_emb"] = D.vendi_score(self.val_embedder(idx, onsets))
+            row[f"{prefix}_vendi_emb"] = D.vendi_score(self.val_embedder(idx, onsets))
         return row
+
+    @property
+    def truth(self) -> dict[str, float]:
+        """The same figures for the validation windows' real chords: what the policy's are read against."""
+        return self._chord_figures(self._val_rows("chords"), "truth")
 
     # --- checkpoints ------------------------------------------------------------------------------------------
 
@@ -407,18 +477,27 @@ def read_log(log_path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
 
 
-def select_snapshot(run: Path, min_vendi_ratio: float = 0.9) -> str:
-    """Early stopping on the validation curve, GAPT's own criterion: the snapshot with the best validation harmony
-    among those that keep at least ``min_vendi_ratio`` of the MLE point's Vendi (update 0); ``last`` if none does.
+def select_snapshot(run: Path, min_vendi_ratio: float = 0.9, rhythm_tolerance: float = 0.3) -> str:
+    """Early stopping on the validation curve: the snapshot with the best validation harmony among those that keep
+    ``min_vendi_ratio`` of the reference's Vendi and, where the log has them, chord changes per bar within
+    ``rhythm_tolerance`` of the validation songs' own; ``last`` if none does.
 
-    Only the validation split is read, so the test split stays unseen by the choice."""
+    The reference is the validation songs' real chords where the log has them (GAPT's bar: diversity near the
+    data's), else the MLE point (update 0), as in runs logged before the truth was. Only the validation split is
+    read, so the test split stays unseen by the choice."""
     val = [r for r in read_log(Path(run) / "log.jsonl") if "val_vendi" in r]
     start = next((r for r in val if r["update"] == 0), None)
     if start is None:
         raise ValueError(f"{run}/log.jsonl: no update-0 validation row to measure diversity against")
     key = "val_vendi_emb" if "val_vendi_emb" in start else "val_vendi"  # the evaluation's embedding where logged
-    keep = [r for r in val if r["update"] > 0 and r[key] >= min_vendi_ratio * start[key]
-            and (Path(run) / f"ckpt_u{r['update']}.pt").exists()]
+    reference = start.get(key.replace("val_", "truth_"), start[key])
+    truth_cpb = start.get("truth_changes_per_bar")
+
+    def keeps(r: dict) -> bool:
+        rhythm_ok = truth_cpb is None or abs(r["val_changes_per_bar"] / truth_cpb - 1) <= rhythm_tolerance
+        return r[key] >= min_vendi_ratio * reference and rhythm_ok
+
+    keep = [r for r in val if r["update"] > 0 and keeps(r) and (Path(run) / f"ckpt_u{r['update']}.pt").exists()]
     return f"u{max(keep, key=lambda r: r['val_harmony'])['update']}" if keep else "last"
 
 
@@ -469,32 +548,45 @@ def plot_rl(log_path: Path, png: Path) -> None:
 
 
 def plot_systems(runs: dict[str, Path], png: Path) -> None:
-    """The RL systems side by side over updates: validation harmony and Vendi, KL, entropy, the summed
-    coherence reward: the curves the paper's argument is read from (does harmony rise; does diversity hold)."""
+    """The RL systems side by side over updates: the curves the paper's argument is read from (does harmony rise and
+    stay up; does diversity hold against the data's; does the harmonic rhythm stay the songs'; is D informative).
+    Diversity and rhythm are drawn beside the validation songs' own figures (dashed, from the update-0 row)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 5, figsize=(22, 4))
-    for name, run in runs.items():
+    panels = [("val_harmony", "validation harmony (note-in-chord)", None),
+              ("val_vendi_emb", "validation Vendi (contrastive embedding)", "truth_vendi_emb"),
+              ("val_chord_entropy", "validation chord entropy (bits)", "truth_chord_entropy"),
+              ("val_changes_per_bar", "validation chord changes per bar", "truth_changes_per_bar"),
+              ("kl", "KL(pi || teacher) per chord", None), ("entropy", "policy entropy per chord (nats)", None),
+              ("coherence", "coherence reward (sum, 5-update mean)", None), ("d_accuracy", "discriminator accuracy", None)]
+    fig, axes = plt.subplots(2, 4, figsize=(22, 8))
+    for i, (name, run) in enumerate(runs.items()):
+        color = f"C{i}"
         rows = read_log(Path(run) / "log.jsonl")
-        val = [r for r in rows if "val_harmony" in r]
-        axes[0].plot([r["update"] for r in val], [r["val_harmony"] for r in val], "o-", label=name)
-        axes[1].plot([r["update"] for r in val], [r["val_vendi"] for r in val], "s-", label=name)
-        rows = [r for r in rows if "kl" in r]
-        steps = [r["update"] for r in rows]
-        axes[2].plot(steps, [r["kl"] for r in rows], label=name)
-        axes[3].plot(steps, [r["entropy"] for r in rows], label=name)
-        coherence = [sum(v for k, v in r.items() if k.startswith("r_rw")) for r in rows]
-        k = min(5, len(coherence))
-        axes[4].plot(steps[k - 1:], np.convolve(coherence, np.ones(k) / k, mode="valid"), label=name)
-    for ax, title in zip(axes, ("validation harmony (note-in-chord)", "validation Vendi", "KL(pi || teacher) per chord",
-                                "policy entropy per chord", "coherence reward (sum, 5-update mean)")):
-        ax.set_title(title, fontsize=10)
+        for ax, (key, title, truth_key) in zip(axes.flat, panels):
+            if key == "coherence":
+                pts = [(r["update"], sum(v for k, v in r.items() if k.startswith("r_rw"))) for r in rows if "kl" in r]
+                k = min(5, len(pts))
+                if pts:
+                    ax.plot([u for u, _ in pts][k - 1:], np.convolve([v for _, v in pts], np.ones(k) / k, "valid"),
+                            color=color, label=name)
+            else:
+                pts = [(r["update"], r[key]) for r in rows if key in r]
+                if pts:
+                    ax.plot(*zip(*pts), "o-" if key.startswith("val_") else "-", ms=3, color=color, label=name)
+            truth = next((r[truth_key] for r in rows if truth_key and truth_key in r), None)
+            if truth is not None:
+                ax.axhline(truth, color=color, ls="--", lw=0.8)
+            ax.set_title(title, fontsize=10)
+    for ax in axes.flat:
         ax.set_xlabel("PPO update")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.suptitle("RL systems (dashed: the validation songs' own chords)")
     fig.tight_layout()
     fig.savefig(png, dpi=90)
     plt.close(fig)
@@ -524,14 +616,15 @@ def train_rl(cfg: RLConfig, init: Path, teacher: Path, rewards: list[Path], cach
     row: dict = {}
     with open(log_path, "a") as log:
         if tr.update == 0 and not log_path.stat().st_size:  # where the curves start: the MLE policy itself
-            log.write(json.dumps({"update": 0, **tr.validate()}) + "\n")
+            log.write(json.dumps({"update": 0, **tr.validate(), **tr.truth}) + "\n")
         while tr.update < stop:
             t0 = time.perf_counter()
             rng = np.random.default_rng([cfg.seed, tr.update])
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + tr.update)
             ro = tr.rollout(tr.draw(rng), gen)
-            t_rollout = time.perf_counter() - t0
+            t1 = time.perf_counter()
             stats = tr.ppo_step(ro, rng)
+            seconds = {**ro["seconds"], "ppo": time.perf_counter() - t1}
             tr.update += 1
             row = {"update": tr.update, **{f"r_{k}": v.float().mean().item() for k, v in ro["terms"].items()},
                    "kl": ro["kl"].mean().item(), "entropy": ro["entropy"].mean().item(), **stats,
@@ -539,14 +632,18 @@ def train_rl(cfg: RLConfig, init: Path, teacher: Path, rewards: list[Path], cach
             if tr.disc is not None:
                 tr.recent_adv.append(row["r_adversarial"])
                 if schedule_fires(tr.update, tr.recent_adv, cfg):
+                    t2 = time.perf_counter()
                     row["d_accuracy"] = tr.train_discriminator(ro, rng)
+                    seconds["discriminator"] = time.perf_counter() - t2
                 row["d_updates"] = tr.d_updates
             if tr.update % cfg.eval_every == 0 or tr.update == stop:
+                t2 = time.perf_counter()
                 val = tr.validate()
                 row.update(val)
                 tr.save_snapshot(val)
+                seconds["validate"] = time.perf_counter() - t2
             row["seconds"] = round(time.perf_counter() - t0, 2)
-            row["rollout_seconds"] = round(t_rollout, 2)
+            row.update({f"seconds_{k}": round(v, 2) for k, v in seconds.items()})
             log.write(json.dumps(row) + "\n")
             log.flush()
             bar.set_postfix(reward=f"{sum(v for k, v in row.items() if k.startswith('r_')):.2f}",
