@@ -275,6 +275,8 @@ class Trainer:
         val = WindowDataset(cache, "valid", TRAINING_SOURCES, wcfg, augment=False)
         items = [i for i in range(len(val)) if val.item_offset[i] == 0][:cfg.eval_songs]
         self.val_windows = [val.window(i, None) for i in items]
+        mel = self._val_rows("melody")
+        self.val_ended = (mel == T.PAD) | (mel == T.EOS)  # [B, T] frames past a song's end (padded there)
 
     # --- one update -----------------------------------------------------------------------------------------
 
@@ -412,11 +414,6 @@ class Trainer:
     def _val_rows(self, key: str) -> np.ndarray:
         return np.stack([w[key][1:1 + self.cfg.frames] for w in self.val_windows])
 
-    @property
-    def val_ended(self) -> np.ndarray:
-        """[B, T] frames past a validation song's end (its window is padded there)."""
-        mel = self._val_rows("melody")
-        return (mel == T.PAD) | (mel == T.EOS)
 
     def _chord_figures(self, chords: np.ndarray, prefix: str) -> dict[str, float]:
         """Diversity and harmonic rhythm of chord tokens [B, T] over the songs' own frames (what the policy plays
