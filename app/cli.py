@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 from .engine import steering
 from .engine.bundle import BundleError, load_bundle, resolve_model, shipped_bundles, shipped_teacher
-from .engine.options import add_plan_arguments
+from .engine.options import JAM_KNOBS, OptionError, add_arguments, add_plan_arguments, check_args, knob
 
 
 USER_ERRORS = {"SteeringError", "OptionError", "BundleError", "MidiFileError", "RenderError", "SoundfontNotFound",
@@ -37,14 +37,12 @@ def _models(args: argparse.Namespace) -> int:
     for card_path in shipped_bundles() + [resolve_model(p) for p in args.paths]:
         try:
             b = load_bundle(card_path)
-            m = b.card.get("model", {})
-            test = b.card.get("evaluation", {}).get("test", {})
+            c = b.card
             rows.append({"name": b.name, "path": str(card_path), "ok": True, "role": b.role,
                          "default": b.name == default and card_path.parent == models_dir(),
-                         "parameters": m.get("parameters"), "stage": b.card.get("training", {}).get("stage"),
-                         "description": b.card.get("description"), "test_harmony": test.get("harmony"),
-                         "test_vendi": test.get("vendi"),
-                         "int8": bool((b.card.get("int8") or {}).get("file"))})
+                         "parameters": c.parameters, "stage": c.stage, "description": c.description,
+                         "test_harmony": c.test_harmony, "test_vendi": c.test_vendi,
+                         "int8": c.int8 is not None and c.int8.file is not None})
         except BundleError as e:
             rows.append({"name": card_path.stem, "path": str(card_path), "ok": False, "error": str(e)})
     if args.json:
@@ -52,19 +50,17 @@ def _models(args: argparse.Namespace) -> int:
     elif not rows:
         print("no model bundles found")
     for r in rows if not args.json else []:
-        state = (f"{r['role']}, {r['parameters'] / 1e6:.1f}M parameters, {r['stage']}" if r["ok"]
-                 else f"REFUSED: {r['error']}")
+        if r["ok"]:  # every figure a card may lack (older or hand-written cards) is left out, not a crash
+            size = f", {r['parameters'] / 1e6:.1f}M parameters" if r.get("parameters") else ""
+            state = f"{r['role']}{size}" + (f", {r['stage']}" if r.get("stage") else "")
+        else:
+            state = f"REFUSED: {r['error']}"
         if r.get("test_harmony") is not None:
-            state += f", test harmony {r['test_harmony']:.3f}, Vendi {r['test_vendi']:.1f}"
+            state += f", test harmony {r['test_harmony']:.3f}"
+        if r.get("test_vendi") is not None:
+            state += f", Vendi {r['test_vendi']:.1f}"
         print(f"{r['name'] + (' *' if r.get('default') else ''):<24} {state}  ({r['path']})")
     return 0 if all(r["ok"] for r in rows) else 2
-
-
-def sessions_dir():
-    import os
-    from pathlib import Path
-
-    return Path(os.environ.get("COMPER_SESSIONS", Path.home() / "Comper" / "sessions"))
 
 
 def _list_ports(args: argparse.Namespace) -> int:
@@ -100,6 +96,7 @@ def _report_recoveries(results: list, listing: bool = False) -> None:
 def _recover(args: argparse.Namespace) -> int:
     """Save the sessions a crash left unfinished, each on its own; --list: say what would be done, write nothing."""
     from .recording import recover_all, recover_one
+    from .session import sessions_dir
 
     folder = args.dir or sessions_dir()
     write = not args.list
@@ -181,7 +178,8 @@ def _bench(args: argparse.Namespace) -> int:
         idle.append((time.perf_counter() - t0) * 1000)
     frame_ms = 60_000 / (args.bpm * 4)
     med, p99 = statistics.median(times), float(np.percentile(times, 99))
-    print(f"model {policy.bundle.name}, {args.frames} frames, lookahead {args.lookahead} beats, commit {args.commit}, "
+    print(f"model {policy.bundle.name}, {args.frames} frames, lookahead {settings.lookahead_beats:g} beats, commit "
+          f"{settings.commit_beats:g}, "
           f"steering {args.steer}{' (with overrides)' if settings.steer != steering.PRESETS[args.steer] else ''}, "
           f"{args.threads} thread(s)")
     print(f"planning per frame: median {med:.2f} ms, p99 {p99:.2f} ms, max {max(times):.2f} ms; "
@@ -190,6 +188,10 @@ def _bench(args: argparse.Namespace) -> int:
           f"p99 {float(np.percentile(idle, 99)):.2f} ms")
     print(f"a frame at {args.bpm:g} bpm is {frame_ms:.1f} ms: p99 uses {100 * p99 / frame_ms:.1f}% of it")
     return 0
+
+
+def _add_limit_options(p: argparse.ArgumentParser, frames: bool = False) -> None:
+    add_arguments(p, [knob("max_minutes")] + ([knob("max_frames")] if frames else []))
 
 
 def _parse_meter(text: str) -> tuple[int, int]:
@@ -278,92 +280,98 @@ def _jam(args: argparse.Namespace) -> int:
     """Jam live: keyboard in, chords out, recorded; Ctrl-C, SIGTERM (or --seconds) ends it and saves the session.
     A planner fault ends it too: the take so far is saved, then the fault is the one error line (status 2)."""
     from .engine.live import PlannerError
-    from .engine.options import plan_from_args
-    from .recording import OutputError, default_midi_path, sidecar_path
+    from .engine.options import JamSettings
+    from .recording import OutputError, sidecar_path
     from .recording.output import MIDI, check_target
 
     record = check_target(args.record, MIDI) if args.record else None  # refused before the jam, not after it
-    plan = plan_from_args(args)  # a bad value is refused before a port opens or a model loads
+    settings = JamSettings.from_args(args)  # a bad value is refused before a port opens or a model loads
     with _jam_signals() as signals:
-        session, recorder, summary = _play_jam(args, record, plan, signals)
-        if recorder is None:
+        jam = _play_jam(args, record, settings, signals)
+        if jam is None:
             return 1
         try:
-            saved = recorder.save(record or default_midi_path(recorder.path), **summary)
+            saved = jam.save(record)
         except OutputError as e:  # the journal stays unfinished: nothing played is lost
-            raise OutputError(f"{e}; the take is kept in {recorder.path} (`comper recover` saves it)") from None
+            raise OutputError(f"{e}; the take is kept in {jam.recorder.path} (`comper recover` saves it)") from None
+    summary = jam.summary
     print(f"saved {saved} (+ {sidecar_path(saved).name}): {summary['frames']} frames, {summary['chords']} "
           f"chords, {summary['deadline_misses']} deadline misses; planning median {summary['plan_ms_median']:.2f} ms, "
           f"p99 {summary['plan_ms_p99']:.2f} ms; chord onsets p99 {summary['onset_error_ms_p99']:.2f} ms late")
-    if session.fault is not None:
-        raise PlannerError(f"{session.fault}; the take so far is saved in {saved}")
+    if jam.session.fault is not None:
+        raise PlannerError(f"{jam.session.fault}; the take so far is saved in {saved}")
     return 0
 
 
-def _play_jam(args: argparse.Namespace, record, plan, signals: dict) -> tuple:
-    """Open the ports, load the models, recover an earlier crashed jam, and jam until it ends; returns (session,
-    recorder, summary), with recorder None when the jam never started. Whatever ends it (the time, a signal, a
-    fault, an error on the way), the session is stopped, so every note it started gets its note-off."""
-    from .engine.live import JamSession, JamSettings
+def _play_jam(args: argparse.Namespace, record, settings, signals: dict):
+    """Open the ports, load the models, recover an earlier crashed jam, and jam until it ends; returns the
+    stopped ``RunningJam``, or None when the jam never started. Whatever ends it (the time, a signal, a fault, an
+    error on the way), it is stopped, so every note it started gets its note-off."""
     from .engine.policy import OnnxPolicy
     from .midi import MidiInput
-    from .recording import Recorder, recover_all
+    from .session import JamRequest, open_jam, recover_unfinished, sessions_dir
 
     virtual_in = args.in_port == "virtual"
-    session = recorder = summary = None
+    jam = None
 
     def on_note(ev) -> None:
-        if session is not None:
-            session.on_note(ev)
+        if jam is not None:
+            jam.session.on_note(ev)
 
     # The keyboard first: a port that is not there (or no MIDI at all) fails in one line, before the model loads
     # and before the synth starts (its audio drivers print their own noise).
     keyboard = MidiInput("Comper in" if virtual_in else args.in_port, on_note, api=args.midi_api, virtual=virtual_in)
     closers: list = []
     try:
-        bundle = load_bundle(resolve_model(args.model))
-        policy = OnnxPolicy(bundle, threads=args.threads)
+        policy = OnnxPolicy(load_bundle(resolve_model(args.model)), threads=args.threads)
         teacher = _load_teacher(args)
-        settings = JamSettings(bpm=args.bpm or 100.0, meter=args.meter, count_in_bars=args.count_in, plan=plan)
         sinks, ports, closers = _open_outputs(args)
         journal_dir = record.parent if record else sessions_dir()
-        _report_recoveries(recover_all(journal_dir))  # a jam that crashed last time is saved before a new one
-        session = JamSession(policy, settings, sinks, teacher=teacher, ports=ports)
-        session.ports.append(keyboard)
+        _report_recoveries(recover_unfinished(journal_dir))  # a jam that crashed last time is saved before a new one
         print(f"keyboard: {keyboard.port_name or keyboard.name}" + (" (virtual port)" if virtual_in else ""))
-        clock = session.make_clock()
-        recorder = Recorder(journal_dir, {"bpm": settings.bpm, "meter": list(settings.meter), "t0": clock.start,
-                                          "model_name": bundle.name, "model_sha256": bundle.card["onnx"]["sha256"],
-                                          "seed": plan.seed, "plan": plan, "voicing": settings.voicing,
-                                          "teacher": teacher.bundle.name if teacher else None, "mode": "jam"})
-        session.recorder = session.performer.recorder = recorder
-        session.start(clock)
-        print(f"model {bundle.name}{', intro by ' + teacher.bundle.name if teacher else ''}; {settings.bpm:g} bpm "
-              f"{settings.meter[0]}/{settings.meter[1]}, count-in {settings.count_in_beats:g} beats, chords after "
-              f"{plan.listen_beats:g} beats; Ctrl-C ends the jam", flush=True)
-        _wait_for_end(session, args.seconds)
+        jam = open_jam(JamRequest(policy, settings, journal_dir, sinks, teacher, ports=[*ports, keyboard]))
+        plan = settings.plan
+        print(f"model {policy.bundle.name}{', intro by ' + teacher.bundle.name if teacher else ''}; "
+              f"{settings.bpm:g} bpm {settings.meter[0]}/{settings.meter[1]}, count-in {settings.count_in_beats:g} "
+              f"beats, chords after {plan.listen_beats:g} beats; Ctrl-C ends the jam", flush=True)
+        _wait_for_end(jam.session, args.seconds)
     except KeyboardInterrupt:
         pass
     finally:
         signals["ending"] = True
         keyboard.close()
-        if session is not None and session.clock is not None:
-            summary = session.stop()
-        elif recorder is not None:
-            recorder.close()  # ended before the clock started: nothing was played
+        if jam is not None:
+            jam.stop()
         for c in closers:
             c.close()
-    return session, recorder if summary is not None else None, summary
+    return jam
+
+
+def _input_limits(args: argparse.Namespace):
+    """The ``InputLimits`` of --max-minutes (and --max-frames) for the input file."""
+    from .engine.midifile import InputLimits
+
+    return InputLimits(max_minutes=args.max_minutes, max_frames=getattr(args, "max_frames", None))
+
+
+def _warn(lines: list[str]) -> None:
+    for line in lines:
+        print(f"comper: warning: {line}", file=sys.stderr)
 
 
 def _rejam(args: argparse.Namespace) -> int:
+    from .engine.midifile import read_melody
     from .engine.options import plan_from_args
     from .engine.rejam import rejam
     from .recording import sidecar_path
+    from .recording.output import MIDI, check_target
 
     settings = plan_from_args(args)
+    check_target(args.output, MIDI, inputs=[args.melody])
+    melody = read_melody(args.melody, args.track, _input_limits(args), args.bpm)  # refused before a model loads
+    _warn(melody.warnings)
     r = rejam(args.melody, args.model, args.output, settings, bpm=args.bpm, track=args.track,
-              teacher=_load_teacher(args))
+              teacher=_load_teacher(args), melody=melody)
     print(f"wrote {r.out} (+ {sidecar_path(r.out).name}): {r.frames} frames, {r.chords} chords; planning "
           f"median {r.plan_ms_median:.2f} ms, p99 {r.plan_ms_p99:.2f} ms per frame; {r.seconds:.1f} s in all")
     return 0
@@ -372,14 +380,20 @@ def _rejam(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     from .synth import render_midi_to_wav
 
-    info = render_midi_to_wav(args.midi, args.output, soundfont=args.soundfont)
+    info = render_midi_to_wav(args.midi, args.output, soundfont=args.soundfont, limits=_input_limits(args))
+    _warn(info.warnings)
     print(f"wrote {info.wav_path}: {info.seconds:.1f} s of audio, {info.notes} notes, soundfont {info.soundfont}")
     return 0
 
 
-def _add_plan_options(p: argparse.ArgumentParser) -> None:
+def _add_plan_options(p: argparse.ArgumentParser, live: bool) -> None:
+    """The model, the tempo (a re-jam: the file's unless given; a jam: ``JAM_KNOBS``, count-in too), the planning
+    and steering flags, the teacher."""
     p.add_argument("--model", help="a shipped model name or a bundle path (default: gapt, else the best shipped)")
-    p.add_argument("--bpm", type=float, help="tempo (default: the file's, else 120)")
+    if live:
+        add_arguments(p, JAM_KNOBS)
+    else:
+        add_arguments(p, [knob("bpm")], {"bpm": None}, {"bpm": "default: the file's, else 120"})
     add_plan_arguments(p)
     p.add_argument("--teacher", help="offline-teacher bundle that fills the intro's context chords (default: the "
                                      "shipped teacher, if any; 'none': off)")
@@ -401,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True,
                    help="the MIDI file to write (.mid; its sidecar NAME.mid.session.json goes next to it)")
     r.add_argument("--track", help="the melody track's name")
-    _add_plan_options(r)
+    _add_limit_options(r, frames=True)
+    _add_plan_options(r, live=False)
     r.set_defaults(func=_rejam)
     j = sub.add_parser("jam", help="jam live: a MIDI keyboard in, chords out (synth and/or a MIDI port), recorded")
     j.add_argument("--in", dest="in_port", required=True,
@@ -410,18 +425,17 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "or 'virtual'; repeat for several")
     j.add_argument("--midi-api", help="ALSA, JACK, CoreMIDI or Windows MM (default: the first that works)")
     j.add_argument("--meter", type=_parse_meter, default=(4, 4), help="time signature, e.g. 3/4")
-    j.add_argument("--count-in", type=int, default=1, help="bars of count-in before frame 0")
     j.add_argument("--record", help="where to save the session's MIDI file, .mid (default: the sessions folder)")
-    j.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+    add_arguments(j, [knob("seconds"), knob("threads")], unset={"seconds": "default: until Ctrl-C"})
     j.add_argument("--thru", action="store_true", help="also echo the keyboard to MIDI output ports")
     j.add_argument("--soundfont")
-    j.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
-    _add_plan_options(j)
+    _add_plan_options(j, live=True)
     j.set_defaults(func=_jam)
     rd = sub.add_parser("render", help="render a MIDI file to WAV with the built-in synth")
     rd.add_argument("midi")
     rd.add_argument("-o", "--output", required=True, help="the WAV file to write (.wav)")
     rd.add_argument("--soundfont")
+    _add_limit_options(rd)
     rd.set_defaults(func=_render)
     lp = sub.add_parser("list-ports", help="MIDI inputs and outputs of every backend")
     lp.add_argument("--midi-api", help="ALSA, JACK, CoreMIDI or Windows MM (default: all compiled in)")
@@ -438,30 +452,73 @@ def build_parser() -> argparse.ArgumentParser:
     dr.set_defaults(func=_doctor)
     b = sub.add_parser("bench", help="per-frame planning cost on a simulated clock")
     b.add_argument("--model", help="a shipped model name or a bundle path (default: as for jam)")
-    b.add_argument("--frames", type=int, default=2000)
-    b.add_argument("--bpm", type=float, default=120)
-    b.add_argument("--threads", type=int, default=1)
+    add_arguments(b, [knob("frames"), knob("bpm"), knob("threads")], {"bpm": 120.0})
     add_plan_arguments(b, listen=0)
     b.set_defaults(func=_bench)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The entry point; a reader of stdout that goes away (``comper models --json | head -1``) ends it quietly."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            if sys.stdout is not None:  # (none under pythonw)
+                sys.stdout.flush()  # here, not at exit, where the BrokenPipeError could not be caught
+    except BrokenPipeError:
+        return _stdout_gone()
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    try:
+        check_args(args)  # every number against its range (engine/options.py), before anything opens or loads
+    except OptionError as e:
+        return _user_error(e)
     if not getattr(args, "func", None):
         from .gui import run  # lazily: only the app needs Qt
 
         return run(argv)
+    _terminate_as_interrupt()
     try:
         return args.func(args)
     except Exception as e:  # noqa: BLE001 - user-fixable errors of every subsystem print one line
         if type(e).__name__ not in USER_ERRORS:
             raise
-        print(f"comper: error: {e}", file=sys.stderr)
-        return 2
+        return _user_error(e)
     except KeyboardInterrupt:
         return 130
+
+
+def _user_error(e: Exception) -> int:
+    print(f"comper: error: {e}", file=sys.stderr)
+    return 2
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (a ``kill``, a session manager) ends a command as Ctrl-C does, so the output writer's clean-up runs
+    and no temporary file is left beside the target; a jam installs its own handlers over this one."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+def _stdout_gone() -> int:
+    """The reader of stdout went away (``comper models --json | head -1``): exit quietly as Unix tools do, with
+    128 + SIGPIPE. Python's own flush at exit would fail again, so stdout now points at the null device."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor behind sys.stdout (tests capture it)
+        pass
+    return 128 + 13
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from jackserver import jack_server  # noqa: E402
 from machine import describe  # noqa: E402
 
-from app.engine.options import add_plan_arguments, plan_from_args  # noqa: E402
+from app.engine.options import JamSettings, add_arguments, add_plan_arguments, knob, parse_args  # noqa: E402
 
 TARGET_P99_MS = 2.0
 IN_PORT = "bench-in"
@@ -133,13 +133,12 @@ def stats(xs: list[float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="a shipped model name or a bundle path (default: the default model)")
-    ap.add_argument("--seconds", type=float, default=30.0, help="how long the player plays (after the count-in)")
-    ap.add_argument("--bpm", type=float, default=120.0)
+    add_arguments(ap, [knob("seconds"), knob("bpm")], {"seconds": 30.0, "bpm": 120.0})  # the player's length
     ap.add_argument("--melody", type=Path, default=REPO / "assets" / "melodies" / "ode_to_joy.mid")
     add_plan_arguments(ap, listen=4)
     # the raw policy at 1.5 changes chords often enough to measure their onsets (steering would hold them longer)
     ap.set_defaults(temperature=1.5, steer="off")
-    ap.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
+    add_arguments(ap, [knob("threads")])
     ap.add_argument("--period", type=int, default=32, help="JACK period in frames (the tests use 256)")
     ap.add_argument("--rate", type=int, default=48000, help="JACK sample rate")
     ap.add_argument("--jack-realtime", action="store_true",
@@ -147,14 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--normal-priority", action="store_true",
                     help="do not ask for real-time priority for Comper's scheduler thread (JamSettings.realtime)")
     ap.add_argument("--jack-sync", action="store_true", help="jackd -S: a late client delays MIDI, never drops it")
-    args = ap.parse_args(argv)
+    args = parse_args(ap, argv)  # every number checked against its range (app/engine/options.py)
+    settings = JamSettings.from_args(args, realtime=not args.normal_priority)
 
     from app.engine.bundle import load_bundle, resolve_model
-    from app.engine.live import JamSession, JamSettings
     from app.engine.performer import MidiSink
     from app.engine.policy import OnnxPolicy
     from app.midi import MidiInput, MidiOutput
-    from app.recording import Recorder
+    from app.session import JamRequest, open_jam
 
     class TimedSink(MidiSink):
         """The real MIDI sink; notes the moment each note-on is handed to the port (after, so it costs nothing)."""
@@ -170,8 +169,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bundle = load_bundle(resolve_model(args.model))
     policy = OnnxPolicy(bundle, threads=args.threads)
-    plan = plan_from_args(args)
-    settings = JamSettings(bpm=args.bpm, count_in_bars=1, plan=plan, realtime=not args.normal_priority)
+    plan = settings.plan
     events = melody_events(args.melody, args.bpm, args.seconds)
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp, jack_server(period=args.period, rate=args.rate,
@@ -184,19 +182,16 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("the receiving client did not start")
         out = MidiOutput("bench-synth:midi", api="JACK")
         sink = TimedSink(out)
-        session = JamSession(policy, settings, [sink], ports=[out])
-        keyboard = MidiInput(IN_PORT, session.on_note, api="JACK", virtual=True)
-        session.ports.append(keyboard)
+        jam = None
+        keyboard = MidiInput(IN_PORT, lambda ev: jam is not None and jam.session.on_note(ev), api="JACK",
+                             virtual=True)
         pl_conn, pl_child = ctx.Pipe()
         pl = ctx.Process(target=player, args=(pl_child, f":{IN_PORT}", events), daemon=True)
         pl.start()
         if not pl_conn.poll(30) or pl_conn.recv() != "ready":
             raise SystemExit(f"the player did not find Comper's input (a port ending in ':{IN_PORT}')")
-        clock = session.make_clock()
-        recorder = Recorder(tmp, {"bpm": args.bpm, "t0": clock.start, "model_name": bundle.name, "plan": plan,
-                                  "mode": "bench"})
-        session.recorder = session.performer.recorder = recorder
-        session.start(clock)
+        jam = open_jam(JamRequest(policy, settings, tmp, [sink], ports=[out, keyboard], mode="bench"))
+        clock = jam.clock
         pl_conn.send(clock.start)
         end = clock.start + args.seconds
         try:
@@ -211,13 +206,13 @@ def main(argv: list[str] | None = None) -> int:
         pl.join()
         time.sleep(0.2)
         keyboard.close()
-        summary = session.stop()
+        summary = jam.stop()
         out.close()
         time.sleep(0.1)
         rx_conn.send("stop")
         got = rx_conn.recv()
         rx.join()
-        recorder.close()
+        jam.discard()  # the journal was the real jam's load; the take is not kept
         jack_log = (Path(tmp) / "jackd.log").read_text(errors="replace")
 
     fs = clock.frame_seconds
@@ -260,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{', sync' if args.jack_sync else ''}; its log: {xruns} xruns, late clients "
           f"{', '.join(f'{k} x{v}' for k, v in late.items()) or 'none'}")
     print(f"model {bundle.name}, {args.bpm:g} bpm, {args.seconds:g} s of {args.melody.name}, lookahead "
-          f"{args.lookahead:g} beats, commit {args.commit:g}, listen {args.listen:g}; {summary['frames']} frames, "
+          f"{plan.lookahead_beats:g} beats, commit {plan.commit_beats:g}, listen {plan.listen_beats:g}; "
+          f"{summary['frames']} frames, "
           f"{summary['chords']} chords struck, {summary['deadline_misses']} deadline misses; scheduler at "
           f"{'real-time' if summary.get('realtime_scheduler') else 'normal'} priority")
     print(f"chord and bass note-ons: {len(sent)} sent, {len(arrivals)} received, {lost} lost on the way")

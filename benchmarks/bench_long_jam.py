@@ -33,7 +33,7 @@ from machine import describe  # noqa: E402
 
 from app.engine.bundle import load_bundle, resolve_model  # noqa: E402
 from app.engine.midifile import read_melody  # noqa: E402
-from app.engine.options import add_plan_arguments, plan_from_args  # noqa: E402
+from app.engine.options import add_arguments, add_plan_arguments, knob, parse_args, plan_from_args  # noqa: E402
 from app.engine.planner import Planner  # noqa: E402
 from app.engine.policy import OnnxPolicy  # noqa: E402
 from app.engine.simulate import simulate  # noqa: E402
@@ -62,14 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="a shipped model name or a bundle path (default: the default model)")
     ap.add_argument("--minutes", type=float, default=60)
-    ap.add_argument("--bpm", type=float, default=120)
+    add_arguments(ap, [knob("bpm")], {"bpm": 120.0})
     add_plan_arguments(ap, listen=0)
-    ap.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
+    add_arguments(ap, [knob("threads")])
     ap.add_argument("--melody", type=Path, default=REPO / "assets" / "melodies" / "ode_to_joy.mid")
-    args = ap.parse_args(argv)
+    args = parse_args(ap, argv)  # every number checked against its range (app/engine/options.py)
+    settings = plan_from_args(args)
 
     bundle = load_bundle(resolve_model(args.model))
-    settings = plan_from_args(args)
     planner = Planner(OnnxPolicy(bundle, threads=args.threads), settings)
     idle_ms: list[float] = []
     idle = planner.idle
@@ -88,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"machine: {describe()}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"model {bundle.name} (context {planner.context_frames} frames), {args.bpm:g} bpm, {args.minutes:g} min = "
-          f"{total} frames of {args.melody.name} looped; lookahead {args.lookahead:g} beats, commit "
-          f"{args.commit:g}, listen {args.listen:g}, temperature {args.temperature:g}, {args.threads} thread(s)")
+          f"{total} frames of {args.melody.name} looped; lookahead {settings.lookahead_beats:g} beats, commit "
+          f"{settings.commit_beats:g}, listen {settings.listen_beats:g}, temperature {settings.temperature:g}, "
+          f"{args.threads} thread(s)")
     print("per-frame cost in ms (advance: heard frame -> promised chords; idle: after the plan is out)")
     header = (f"{'minute':>6} {'adv med':>9} {'adv p99':>8} {'adv max':>8} {'idle p99':>8} {'a+i p99':>10} "
               f"{'calls':>7} {'onsets':>7} {'RSS MB':>8}")
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             jam = simulate(planner, melody[done:done + n])
             plan_ms += [p.seconds * 1000 for p in jam.plans]
             calls += [p.model_calls for p in jam.plans]
-            onsets += sum(1 for c in jam.chords if (vocab.chord_info.get(c) or {}).get("kind") == "chord_on")
+            onsets += sum(1 for c in jam.chords if vocab.is_onset(c))
             done += n
             bar.update(n)
             if done % per_minute == 0 or done == total:

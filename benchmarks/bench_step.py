@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe  # noqa: E402
 
-from training.export import export_onnx, ort_session  # noqa: E402
+from training.export import app_runner, export_onnx  # noqa: E402
 from training.models.policy import OnlinePolicy  # noqa: E402
 from training.models.transformer import preset  # noqa: E402
 
@@ -51,7 +51,7 @@ def bench(config: str, iters: int, tmp: Path) -> None:
           f"prefix {PREFIX} tokens")
     print(f"{'engine':<34}{'threads':>8}{'median ms':>11}{'p99 ms':>9}")
     for threads in (1, 2):
-        sess = ort_session(path, threads)
+        sess = app_runner(path, threads=threads).session  # the app's session (threads set, spinning off)
         _, k, v = sess.run(None, {"tokens": prefix, "start": np.array(0, np.int64), "past_k": empty, "past_v": empty})
         one = np.array([[7]], np.int64)
         feed = {"tokens": one, "start": np.array(PREFIX, np.int64), "past_k": k, "past_v": v}

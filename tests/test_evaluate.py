@@ -168,7 +168,7 @@ def test_the_live_protocol_is_the_app_engine_song_for_song(small_cache, tiny_bun
         planner = Planner(system.model.app_policy, replace(plan, seed=7 + i, bar_beats=songs.bar_frames(i) / 4,
                                                            downbeat_frame=songs.downbeat_frame(i)))
         jam = simulate(planner, [(int(p), bool(o)) for p, o in zip(f.melody, f.melody_onset)])
-        chords = [planner.vocab.chord_info[t]["chord"] if t in planner.vocab.chord_info else -1 for t in jam.chords]
+        chords = [planner.vocab.chord_info[t].chord if t in planner.vocab.chord_info else -1 for t in jam.chords]
         assert np.array_equal(out.chords[i], chords)
     shared = run_live(system, songs, 7, LiveProtocol(plan, jobs=2))  # two worker processes: the same chords
     assert all(np.array_equal(a, b) for a, b in zip(shared.chords, out.chords))

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import mido
 import numpy as np
@@ -133,10 +134,23 @@ def test_unknown_format_version_is_refused(bundle_dir, tmp_path):
         load_bundle(card)
 
 
+def drop_last_quality(c: dict) -> None:
+    """A card for a vocabulary with one chord quality fewer: a well-formed table, but not the graph's."""
+    qualities = c["chord_qualities"][:-1]
+    nq = len(qualities)
+    old = {(t["kind"], t["root"], t["quality"]): t for t in c["tokens"] if "chord" in t}
+    tokens = [t for t in c["tokens"] if "chord" not in t]
+    for kind in ("chord_hold", "chord_on"):
+        for chord in range(12 * nq):
+            root, q = divmod(chord, nq)
+            tokens.append(dict(old[(kind, root, qualities[q]["name"])], id=len(tokens), chord=chord))
+    c.update(chord_qualities=qualities, tokens=tokens, vocab_size=len(tokens))
+
+
 def test_token_table_that_does_not_match_the_graph_is_refused(bundle_dir, tmp_path):
     card = copy_bundle(bundle_dir, tmp_path / "b")
-    edit_card(card, lambda c: c.update(tokens=c["tokens"][:-10], vocab_size=len(c["tokens"]) - 10))
-    with pytest.raises(BundleError, match=r"graph vocabulary 620 does not match the card's token table \(610"):
+    edit_card(card, drop_last_quality)
+    with pytest.raises(BundleError, match=r"graph vocabulary 620 does not match the card's token table \(596"):
         OnnxPolicy(load_bundle(card))
 
 
@@ -206,3 +220,101 @@ def test_a_policy_bundle_is_recovered_into_a_run_that_reproduces_its_graph(tiny_
     assert train_main(["recover", "--bundle", str(broken / "tiny-test.json"), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "tiny-test.json" in err and "\n" not in err.strip()
+
+
+# --- the card, typed and checked (app/engine/card.py): issue 17's bad cards, on copies of the shipped ones ----------
+
+SHIPPED = Path(__file__).resolve().parents[1] / "models"
+
+
+def shipped_copy(dst: Path, name: str = "gapt", change=None) -> Path:
+    """A shipped bundle (card + ONNX) copied into ``dst``, its card changed by ``change``."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for suffix in (".onnx", ".json"):
+        shutil.copy(SHIPPED / f"{name}{suffix}", dst / f"{name}{suffix}")
+    card = dst / f"{name}.json"
+    if change is not None:
+        edit_card(card, change)
+    return card
+
+
+def swap_two_chords(c: dict) -> None:
+    """Two chord tokens trade places, ids still 0..n-1: the graph would play one chord for the other."""
+    t = c["tokens"]
+    t[300], t[301] = dict(t[301], id=300), dict(t[300], id=301)
+
+
+CARD_PROBES = {  # a bad card: what it says, after "<card file>: "
+    "onnx without file": (lambda c: c["onnx"].pop("file"), r"onnx\.file: missing"),
+    "tokens of the wrong type": (lambda c: c.update(tokens="all of them"),
+                                 r"tokens: expected a list of token objects, got str"),
+    "special {}": (lambda c: c.update(special={}), r"special: missing pad, bos, eos, silence"),
+    "frames_per_beat 3": (lambda c: c.update(frames_per_beat=3),
+                          r"frames_per_beat: 3, but this app plays 4 frames per beat"),
+    "wrong special ids": (lambda c: c["special"].update(bos=3, silence=1),
+                          r"special\.bos: 3, but the token table's bos is 1 \(token 3 is a silence token\)"),
+    "reordered token table": (swap_two_chords, r"tokens\[300\]: chord_hold of chord 41 where format 1 has "
+                                               r"chord_hold of chord 40 \(a reordered token table\)"),
+}
+
+
+@pytest.mark.parametrize("probe", CARD_PROBES)
+def test_a_bad_card_is_one_line_in_models_doctor_and_rejam_and_nothing_runs(probe, tmp_path, capsys, monkeypatch):
+    """Issue 17: these gave KeyError / TypeError tracebacks in `comper models`, `doctor` and `rejam`, or played
+    with exit 0 and the wrong music."""
+    import re
+
+    from app.cli import main
+
+    change, says = CARD_PROBES[probe]
+    card = shipped_copy(tmp_path / "models", change=change)
+    with pytest.raises(BundleError) as e:
+        load_bundle(card)
+    line = str(e.value)
+    assert re.fullmatch(rf"{re.escape(str(card))}: {says}.*", line) and "\n" not in line
+    monkeypatch.setenv("COMPER_MODELS", str(card.parent))
+    assert main(["models"]) == 2
+    assert capsys.readouterr().out.splitlines() == [f"{'gapt':<24} REFUSED: {line}  ({card})"]
+    assert main(["doctor"]) == 1
+    assert f"[!!] model gapt: {line}" in capsys.readouterr().out.splitlines()
+    melody = SHIPPED.parent / "assets" / "melodies" / "ode_to_joy.mid"
+    out = tmp_path / "out.mid"
+    assert main(["rejam", str(melody), "-o", str(out), "--model", str(card), "--teacher", "none"]) == 2
+    assert capsys.readouterr().err == f"comper: error: {line}\n"
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["models"]
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in SHIPPED.glob("*.json") if p.with_suffix(".onnx").exists()))
+def test_every_shipped_card_loads_as_a_typed_card_and_writes_back_unchanged(name):
+    from app.engine.card import Card
+
+    raw = json.loads((SHIPPED / f"{name}.json").read_text())
+    card = Card.load(SHIPPED / f"{name}.json")
+    assert card.to_dict() == raw and list(card.to_dict()) == list(raw)  # nothing lost, nothing moved
+    assert card.name == name and card.frames_per_beat == 4 and card.vocab_size == len(card.vocab) == T.VOCAB_SIZE
+    assert card.vocab.to_table() == T.token_table() and card.vocab.special == {"pad": T.PAD, "bos": T.BOS,
+                                                                                "eos": T.EOS, "silence": T.SILENCE}
+    assert card.onnx.sha256 == raw["onnx"]["sha256"] and card.stage == raw["training"]["stage"]
+
+
+def test_a_card_without_the_newer_optional_fields_still_loads(tmp_path):
+    """Cards from before ``role``, ``context_frames``, ``interleave`` or ``chord_qualities`` existed load with the
+    defaults; a field of the wrong type is still refused."""
+    card = shipped_copy(tmp_path, change=lambda c: [c.pop(k) for k in ("role", "context_frames", "interleave",
+                                                                        "chord_qualities", "model", "description")])
+    bundle = load_bundle(card)
+    assert bundle.role == "online_policy" and bundle.card.context_frames == 256 and bundle.card.parameters is None
+    edit_card(card, lambda c: c.update(description=["not", "a", "string"]))
+    with pytest.raises(BundleError, match=r"gapt\.json: description: expected a string, got a list of 3"):
+        load_bundle(card)
+
+
+def test_export_writes_the_card_the_app_reads(bundle_dir):
+    """The exported card is a ``Card``: it reads back as what export wrote."""
+    from app.engine.card import Card
+
+    card = Card.load(bundle_dir / "tiny-test.json")
+    raw = json.loads((bundle_dir / "tiny-test.json").read_text())
+    assert card.to_dict() == raw and card.role == "online_policy" and card.interleave == "chord_first"
+    assert card.vocab.to_table() == T.token_table() and card.int8 is not None
+    assert (card.int8.file is not None) == card.int8.same_greedy_chords

@@ -67,5 +67,5 @@ def test_grammar_from_a_table_with_unknown_layout_still_works():
     on = int(perm[T.CHORD_ON + 5])
     assert g.allowed("chord", on)[int(perm[T.CHORD_HOLD + 5])]
     assert not g.allowed("chord", on)[int(perm[T.CHORD_HOLD + 6])]
-    with pytest.raises(StopIteration):
-        Grammar.from_table([t for t in table if t["kind"] != "bos"])
+    with pytest.raises(ValueError, match="no bos token"):
+        Grammar.from_table([dict(t, id=i) for i, t in enumerate(x for x in table if x["kind"] != "bos")])

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -22,6 +23,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QSettings, Qt  # noqa: E402
 
 from app.engine import steering  # noqa: E402
+from app.engine.vocab import Token  # noqa: E402
 from app.gui.computer_keyboard import ComputerKeyboard  # noqa: E402
 from app.gui.demo import demo_events  # noqa: E402
 from app.gui.devices import light_state  # noqa: E402
@@ -441,8 +443,8 @@ def test_tap_tempo_averages_the_last_taps_and_restarts_after_a_pause():
     assert tap.tap(21.0) == 60.0
 
 
-def _info(kind: str, chord: int, root: int = 0, pcs=(0, 4, 7), symbol: str = "C") -> dict:
-    return {"kind": kind, "chord": chord, "root": root, "pitch_classes": list(pcs), "symbol": symbol}
+def _info(kind: str, chord: int, root: int = 0, pcs=(0, 4, 7), symbol: str = "C") -> Token:
+    return Token(0, kind, chord=chord, root=root, quality="maj", symbol=symbol, pitch_classes=tuple(pcs))
 
 
 def test_the_view_model_splits_chords_by_state_and_finds_the_next_change():
@@ -475,13 +477,42 @@ def test_settings_fall_back_to_defaults_for_values_that_make_no_sense(tmp_path):
     store.setValue("steer_style", "reckless")
     store.setValue("steer_rhythm", "every third beat")
     store.setValue("steer_key", "H minor")
-    s = load_settings(store)
-    assert (s.bpm, s.metronome, s.octave, s.synth_on) == (100.0, "count-in", 8, False)
+    notes: list[str] = []
+    s = load_settings(store, notes)
+    assert (s.jam.bpm, s.metronome, s.octave, s.synth_on) == (100.0, "count-in", 8, False)
     assert (s.steer_style, s.steer_rhythm, s.steer_key) == (steering.DEFAULT_PRESET, "auto", "auto")
-    s.meter = "3/4"
+    assert "bpm 'fast' is not a float; 100.0 is used" in notes
+    assert "Octave 42: must be between 0 and 8; 8 is used" in notes
+    s.jam = replace(s.jam, meter=(3, 4))
     save_settings(s, store)
     again = load_settings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
-    assert again == s and again.meter_tuple == (3, 4) and AppSettings().meter_tuple == (4, 4)
+    assert again == s and again.jam.meter == (3, 4) and AppSettings().jam.meter == (4, 4)
+
+
+def test_every_gui_knob_is_a_control_of_the_window_with_the_tables_range_and_a_flag_of_jam(qapp):
+    """The spin boxes come from the same table as the command-line flags (engine/options.py), so their ranges
+    cannot drift apart; the commit follows the lookahead down and stops at it going up (``options.RULES``)."""
+    from PySide6.QtWidgets import QSpinBox
+
+    from app.cli import build_parser
+    from app.engine import options
+    from app.gui.transport import TransportPanel
+
+    t = TransportPanel(AppSettings())
+    assert list(t.controls) == [k.name for k in options.GUI_KNOBS]
+    jam = build_parser().parse_args(["jam", "--in", "x"])
+    for k in options.GUI_KNOBS:
+        box = t.controls[k.name]
+        assert (box.minimum(), box.maximum(), isinstance(box, QSpinBox)) == (k.lo, k.hi, k.kind is int), k.name
+        assert box.value() == getattr(jam, options.dest(k)) or k.name == "commit_beats"  # the same default
+    t.lookahead.setValue(2.0)
+    assert t.commit.value() == 2.0
+    t.commit.setValue(3.0)
+    assert t.commit.value() == 2.0 and t.lookahead.value() == 2.0
+    s = AppSettings()
+    t.tempo.setValue(133)
+    t.apply_to(s)
+    assert (s.jam.bpm, s.jam.plan.lookahead_beats, s.jam.plan.commit_beats) == (133.0, 2.0, 2.0)
 
 
 def test_lights_metronome_grid_and_demo_melody():

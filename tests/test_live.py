@@ -288,9 +288,9 @@ def test_a_fault_stops_the_jam_releases_every_note_and_keeps_the_take(policy, tm
 
     sink = CaptureSink()
     plan = PlanSettings(lookahead_beats=1, commit_beats=1, listen_beats=0, seed=2, temperature=1.5)
-    session = JamSession(OnnxPolicy(policy.bundle), JamSettings(bpm=240, count_in_bars=0, plan=plan), [sink])
     recorder = Recorder(tmp_path, {"bpm": 240, "t0": None})
-    session.recorder = session.performer.recorder = recorder
+    session = JamSession(OnnxPolicy(policy.bundle), JamSettings(bpm=240, count_in_bars=0, plan=plan), [sink],
+                         recorder=recorder)
     told = []
     session.on_fault = told.append
     arm = break_jam(session, kind)
@@ -314,3 +314,34 @@ def test_a_fault_stops_the_jam_releases_every_note_and_keeps_the_take(policy, tm
     midi = recorder.save(tmp_path / "take.mid", **summary)
     markers = [m for m in mido.MidiFile(str(midi)).tracks[0] if m.type == "marker"]
     assert len(markers) == summary["chords"], "every chord played before the fault is in the take"
+
+
+def test_the_keyboards_all_notes_off_ends_the_thru_note_and_the_melody_the_model_hears(tmp_path):
+    """CC123 (All Notes Off) / CC120 (All Sound Off) from the keyboard used to be ignored: the thru note sounded
+    on and the model went on hearing the melody held. Only the input path runs here (no scheduler), on a shipped
+    policy (no training needed)."""
+    from app.engine.bundle import resolve_model
+    from app.midi import NoteFilter
+    from app.recording import Recorder, read_journal
+
+    from app.engine.clock import FrameClock
+
+    sink = CaptureSink()
+    clock = FrameClock.starting_now(120)
+    recorder = Recorder(tmp_path, {"bpm": 120, "t0": clock.start})
+    session = JamSession(OnnxPolicy(load_bundle(resolve_model("gapt"))), JamSettings(bpm=120, count_in_bars=0),
+                         [sink], recorder=recorder)
+    session.clock = clock
+    keyboard = NoteFilter(session.on_note)  # what MidiInput runs on the port's bytes
+    t = session.clock.start
+    keyboard.feed([0x90, 60, 100, 64, 90, 0x91, 67, 80], t)
+    assert sink.unmatched() == {("melody", 60): 1, ("melody", 64): 1, ("melody", 67): 1}
+    keyboard.feed([0xB0, 123, 0], t + 0.5)  # All Notes Off, channel 1
+    assert sink.unmatched() == {("melody", 67): 1}
+    keyboard.feed([0xB1, 120, 0], t + 0.75)  # All Sound Off, channel 2
+    assert sink.unmatched() == {}
+    assert [(p, on, off) for p, on, off in session.melody.notes] == [(60, 0, 4), (64, 0, 4), (67, 0, 6)]
+    assert session.melody.frame(6) == (-1, False), "the model hears silence once the keyboard said all off"
+    session.recorder.close()
+    offs = [(e["p"], e["f"]) for e in read_journal(session.recorder.path).events if e["e"] == "off"]
+    assert offs == [(60, 4), (64, 4), (67, 6)]

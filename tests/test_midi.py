@@ -405,3 +405,20 @@ def test_match_port_forgives_replug_numbers():
     assert match_port("Midi Through:Port-0 14:0", names) == names[2]
     assert match_port("Keyboard", names) is None
     assert match_port("Keyboard:Keyboard MIDI 1 20:0", names + ["Keyboard:Keyboard MIDI 1 32:0"]) is None
+
+
+def test_all_notes_off_and_all_sound_off_release_the_held_notes_of_their_channel():
+    """A keyboard's All Notes Off (CC123) / All Sound Off (CC120) used to be ignored: the thru note kept sounding."""
+    events: list[NoteEvent] = []
+    f = NoteFilter(events.append)
+    f.feed([0x90, 60, 100, 64, 90, 0x91, 67, 80], 1.0)  # 60 and 64 on channel 1, 67 on channel 2
+    f.feed([0xB0, 123, 0], 2.0)  # All Notes Off, channel 1
+    assert [(e.time, e.kind, e.pitch, e.channel) for e in events[3:]] == [(2.0, "off", 60, 0), (2.0, "off", 64, 0)]
+    assert f.held == [(1, 67)]
+    f.feed([0xB1, 120, 0], 3.0)  # All Sound Off, channel 2
+    assert [(e.time, e.kind, e.pitch, e.channel) for e in events[5:]] == [(3.0, "off", 67, 1)]
+    assert f.held == [] and f.stats.all_off == 2 and f.stats.released == 3
+    f.feed([0xB0, 123, 0, 0x90, 60, 0], 4.0)  # nothing held: no note-off made up, the late real one is unmatched
+    assert len(events) == 6 and f.stats.unmatched_off == 1
+    f.feed([0x90, 62, 100, 0xB0, 7, 100, 64, 127], 5.0)  # volume, sustain: still ignored, the note stays
+    assert f.held == [(0, 62)] and f.stats.ignored == 2

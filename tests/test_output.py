@@ -160,3 +160,17 @@ def test_the_sidecar_cannot_collide_and_old_names_are_still_read(tmp_path):
     assert existing_sidecar(midi) == tmp_path / "gapt.json"
     sidecar_path(midi).write_text("{}")
     assert existing_sidecar(midi) == sidecar_path(midi)  # the current name wins
+
+
+def test_the_input_is_never_the_output_by_any_name(tmp_path):
+    """`comper rejam in.mid -o in.mid` used to replace the melody it read with the re-jam."""
+    src = tmp_path / "in.mid"
+    src.write_bytes(b"melody")
+    (tmp_path / "link.mid").symlink_to(src)
+    for target in (src, tmp_path / "link.mid", tmp_path / "sub" / ".." / "in.mid"):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        with pytest.raises(OutputError) as e:
+            check_target(target, MIDI, inputs=[src])
+        one_line(e, target, "not written: it is the input file")
+    assert check_target(tmp_path / "out.mid", MIDI, inputs=[src, tmp_path / "missing.mid"]) == tmp_path / "out.mid"
+    assert src.read_bytes() == b"melody"

@@ -440,3 +440,19 @@ def test_recover_list_says_what_it_would_do_and_writes_nothing(tmp_path, capsys)
     ]
     code, out, _ = recover_cli([str(good), "--list"], capsys)  # one journal named
     assert code == 0 and out[0].startswith(f"would recover {good} -> ") and not (tmp_path / "session-a.mid").exists()
+
+
+def test_an_event_timed_far_from_the_session_is_left_out_and_said(tmp_path, capsys):
+    """A time of 1e300 or -1e12 s (a hand edit, another clock) used to be written as a delta time no MIDI reader
+    takes (beyond 2^28 ticks); the rest of the take is saved as it was."""
+    far = [{"e": "off", "f": 3, "t": 1e300, "p": 64}, {"e": "on", "f": 1, "t": -1e12, "p": 67, "v": 80}]
+    journal = write_journal(tmp_path / "session-x.journal.jsonl", {"bpm": 120, "t0": 0.0}, GOOD_EVENTS + far)
+    code, out, err = recover_cli(["--dir", str(tmp_path)], capsys)
+    assert code == 0 and out == [f"recovered {journal} -> {tmp_path / 'session-x.mid'}"]
+    assert err == [f"comper: warning: {journal}: 2 event(s) timed more than 39 hours from the session's start; "
+                   f"left out"]
+    mid = mido.MidiFile(str(tmp_path / "session-x.mid"))
+    assert max(m.time for t in mid.tracks for m in t) < 0x0FFFFFFF
+    assert melody_notes(tmp_path / "session-x.mid") == [60, 64]  # as without the two, the 64 ending at the end
+    side = json.loads(sidecar_path(tmp_path / "session-x.mid").read_text())
+    assert side["lead_in_bars"] == 0 and len(side["journal_issues"]["problems"]) == 1

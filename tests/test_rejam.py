@@ -12,8 +12,10 @@ import pytest
 
 from app.cli import main
 from app.engine.bundle import load_bundle
-from app.engine.midifile import read_melody
+from app.engine.midifile import InputLimits, MidiFileError, read_melody
 from app.recording import output, sidecar_path
+
+from hostile_midi import one_note_then_a_note_off_far_away, type2_file
 
 
 @pytest.fixture
@@ -187,3 +189,114 @@ def test_rejam_keeps_a_re_struck_note_and_a_note_never_released(tiny_bundle, tmp
     assert rejam(path, out, tiny_bundle) == 0
     melody = played(mido.MidiFile(out).tracks[1])
     assert melody == [(0, 240, 60, 90), (240, 480, 60, 70), (960, 1440, 64, 80), (1440, 2400, 67, 100)]
+
+
+# -- input limits and odd files (no training: refused before a model loads, or the shipped gapt) ---------------------
+
+
+def rejam_gapt(melody, out, *extra: str) -> int:
+    return main(["rejam", str(melody), "-o", str(out), "--model", "gapt", "--teacher", "none", "--listen", "2",
+                 *extra])
+
+
+def test_a_melody_over_the_limits_is_refused_before_a_model_loads(tmp_path, capsys):
+    huge = one_note_then_a_note_off_far_away(tmp_path / "huge.mid")
+    assert huge.stat().st_size == 44
+    out = tmp_path / "out" / "x.mid"
+    # "no-such-model": had the model been looked for first, that would be the error
+    assert main(["rejam", str(huge), "-o", str(out), "--model", "no-such-model"]) == 2
+    one_line_error(capsys, f"{huge}: the melody lasts 2236963 frames (16ths), over the limit of 20000 (--max-frames)")
+    tune = melody_midi(tmp_path / "tune.mid", [(k * 48, k * 48 + 40, 60 + k % 5, 90) for k in range(64)])  # 32 beats
+    assert main(["rejam", str(tune), "-o", str(out), "--model", "no-such-model", "--max-frames", "100"]) == 2
+    one_line_error(capsys, "over the limit of 100 (--max-frames)")
+    assert main(["rejam", str(tune), "-o", str(out), "--model", "no-such-model", "--max-minutes", "0.2"]) == 2
+    one_line_error(capsys, f"{tune}: 0.4 minutes of melody at 90 bpm, over the 0.2-minute limit (--max-minutes)")
+    assert main(["rejam", str(tune), "-o", str(out), "--model", "no-such-model", "--bpm", "180",
+                 "--max-minutes", "0.2"]) == 2  # the length at the tempo the re-jam runs at
+    assert "no model named 'no-such-model'" in capsys.readouterr().err
+    assert not out.parent.exists()
+    with pytest.raises(MidiFileError, match="over the 100 bytes limit for a MIDI file: not read"):
+        read_melody(tune, limits=InputLimits(max_bytes=100))
+    assert main(["rejam", str(tune), "-o", str(out), "--max-minutes", "0"]) == 2  # the range of the flag's knob
+    one_line_error(capsys, "--max-minutes 0.0: must be between 0.01 and 1440 minutes")
+
+
+def test_a_tempo_of_zero_is_ignored_with_a_warning(tmp_path, capsys):
+    """A set_tempo of 0 us per beat used to crash `rejam` (ZeroDivisionError) even with --bpm."""
+    mid = mido.MidiFile()
+    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=0)])
+    for k in range(8):
+        track += [mido.Message("note_on", note=60 + k, velocity=80, time=0),
+                  mido.Message("note_off", note=60 + k, time=240)]
+    track.append(mido.MetaMessage("set_tempo", tempo=0, time=0))
+    mid.tracks.append(track)
+    path = tmp_path / "tempo0.mid"
+    mid.save(path)
+    out = tmp_path / "out.mid"
+    assert rejam_gapt(path, out, "--bpm", "90") == 0
+    err = capsys.readouterr().err
+    assert err == f"comper: warning: {path}: 2 set_tempo events of 0 us per beat ignored (not a tempo)\n"
+    assert json.loads(sidecar_path(out).read_text())["bpm"] == 90
+    assert read_melody(path).bpm == 120  # no tempo left: the MIDI default
+
+
+def test_a_tempo_or_meter_no_jam_can_have_is_replaced_with_a_warning(tmp_path):
+    mid = mido.MidiFile()
+    mid.tracks.append(mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=1),  # 60 million bpm
+                                      mido.MetaMessage("time_signature", numerator=0, denominator=4),
+                                      mido.Message("note_on", note=60, velocity=80),
+                                      mido.Message("note_off", note=60, time=480)]))
+    mid.save(tmp_path / "odd.mid")
+    heard = read_melody(tmp_path / "odd.mid")
+    assert (heard.bpm, heard.meter) == (120, (4, 4))
+    assert heard.warnings == [f"{tmp_path / 'odd.mid'}: tempo 6e+07 bpm is outside 4..1000; 120 used (--bpm sets it)",
+                              f"{tmp_path / 'odd.mid'}: time signature 0/4 is no meter; 4/4 used"]
+
+
+def test_a_drums_only_file_is_refused_with_a_hint_and_drums_are_never_the_melody(tmp_path, capsys):
+    mid = mido.MidiFile()
+    drums = mido.MidiTrack([mido.MetaMessage("track_name", name="Kit")])
+    for _ in range(8):
+        drums += [mido.Message("note_on", channel=9, note=36, velocity=100),
+                  mido.Message("note_off", channel=9, note=36, time=240)]
+    mid.tracks.append(drums)
+    path = tmp_path / "drums.mid"
+    mid.save(path)
+    assert main(["rejam", str(path), "-o", str(tmp_path / "x.mid"), "--model", "no-such-model"]) == 2
+    one_line_error(capsys, f"{path}: its only notes are drums (MIDI channel 10), no melody to accompany; give a file "
+                           f"with the melody on another channel")
+    assert main(["rejam", str(path), "-o", str(tmp_path / "x.mid"), "--track", "Kit", "--model", "x"]) == 2
+    one_line_error(capsys, f"{path}: track 'Kit' holds only drums (MIDI channel 10)")
+    # a type-0 file: drums and the tune on one track; the melody is the tune, under the triangle
+    both = mido.MidiTrack()
+    for k in range(4):
+        both += [mido.Message("note_on", channel=9, note=81, velocity=100),  # open triangle: above the tune
+                 mido.Message("note_on", channel=0, note=60 + k, velocity=80),
+                 mido.Message("note_off", channel=0, note=60 + k, time=240),
+                 mido.Message("note_off", channel=9, note=81)]
+    mixed = mido.MidiFile(type=0)
+    mixed.tracks.append(both)
+    mixed.save(tmp_path / "mixed.mid")
+    assert [p for _, _, p, _ in read_melody(tmp_path / "mixed.mid").notes] == [60, 61, 62, 63]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drums.mid", "mixed.mid"]
+
+
+def test_a_type_2_file_is_read_as_its_patterns_in_sequence(tmp_path):
+    path = type2_file(tmp_path / "patterns.mid")
+    heard = read_melody(path)
+    assert [(on, off, p) for on, off, p, _ in heard.notes] == [(0, 4, 60), (4, 8, 62), (8, 12, 64), (12, 16, 65),
+                                                               (16, 20, 67), (20, 24, 69)]
+    assert heard.bpm == 120  # the first pattern's tempo
+    assert [p for _, _, p, _ in read_melody(path, track="chorus").notes] == [67, 69]  # one pattern, named
+    with pytest.raises(MidiFileError, match="no track named 'bridge' \\(tracks: 'verse', 'chorus'\\)"):
+        read_melody(path, track="bridge")
+
+
+def test_the_output_is_never_the_input(tmp_path, capsys):
+    tune = melody_midi(tmp_path / "tune.mid", [(0, 40, 60, 90)])
+    before = tune.read_bytes()
+    os.link(tune, tmp_path / "same.mid")
+    for target in (tune, tmp_path / "same.mid", tmp_path / "." / "tune.mid"):
+        assert main(["rejam", str(tune), "-o", str(target), "--model", "no-such-model"]) == 2
+        one_line_error(capsys, f"{target}: not written: it is the input file")
+    assert tune.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["same.mid", "tune.mid"]

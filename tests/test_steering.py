@@ -41,7 +41,7 @@ def _changes(vocab, chords):
     out, prev = [], None
     for f, tok in enumerate(chords):
         info = vocab.chord_info.get(tok)
-        c = info["chord"] if info else None
+        c = info.chord if info else None
         if c is not None and c != prev:
             out.append((f, c))
         prev = c
@@ -96,7 +96,7 @@ def _out_of_key_time(planner, chords, key: Key) -> float:
     scale = key.scale()
     info = [planner.vocab.chord_info.get(t) for t in chords]
     sounding = [i for i in info if i]
-    return float(np.mean([any(not scale[pc] for pc in i["pitch_classes"]) for i in sounding]))
+    return float(np.mean([any(not scale[pc] for pc in i.pitch_classes) for i in sounding]))
 
 
 def test_a_fixed_key_keeps_the_chords_in_it(ode, gapt):

@@ -63,16 +63,19 @@ def c_major_midi(path: Path, seconds: float = 1.0) -> Path:
 # -- soundfont discovery -----------------------------------------------------------------------------------------
 
 
+SF2_HEADER = b"RIFF\x04\x00\x00\x00sfbk"  # what find_soundfont looks at; FluidSynth reads the rest
+
+
 def test_explicit_soundfont_wins(tmp_path, monkeypatch):
     mine = tmp_path / "mine.sf2"
-    mine.write_bytes(b"RIFF")
+    mine.write_bytes(SF2_HEADER)
     monkeypatch.setenv("COMPER_SOUNDFONT", str(tmp_path / "other.sf2"))
     assert find_soundfont(str(mine)) == mine.resolve()
 
 
 def test_env_soundfont(tmp_path, monkeypatch):
     env = tmp_path / "env.sf2"
-    env.write_bytes(b"RIFF")
+    env.write_bytes(SF2_HEADER)
     monkeypatch.setenv("COMPER_SOUNDFONT", str(env))
     assert find_soundfont(None) == env.resolve()
 
@@ -86,6 +89,53 @@ def test_missing_requested_soundfont_is_an_error_not_a_fallback(tmp_path, monkey
         find_soundfont(str(missing) if source == "explicit" else None)
     msg = str(err.value)
     assert "\n" not in msg and str(missing) in msg
+
+
+@pytest.mark.parametrize("source", ["explicit", "env"])
+def test_a_file_that_is_no_soundfont_is_refused_in_one_line(tmp_path, monkeypatch, source):
+    fake = c_major_midi(tmp_path / "random.mid")
+    if source == "env":
+        monkeypatch.setenv("COMPER_SOUNDFONT", str(fake))
+    with pytest.raises(SoundfontNotFound) as err:
+        find_soundfont(str(fake) if source == "explicit" else None)
+    assert str(err.value) == (f"{fake}: not a soundfont (an .sf2/.sf3 file starts with RIFF....sfbk) "
+                              f"(from {'explicit path' if source == 'explicit' else '$COMPER_SOUNDFONT'})")
+    wav = tmp_path / "x.wav"  # a WAV file is RIFF too, of another form
+    wav.write_bytes(b"RIFF\x04\x00\x00\x00WAVE")
+    with pytest.raises(SoundfontNotFound, match="not a soundfont"):
+        find_soundfont(wav)
+
+
+def test_doctor_and_render_refuse_a_soundfont_that_is_none(tmp_path, monkeypatch, capsys):
+    """`comper doctor --soundfont random.mid` used to say "[ok]"."""
+    from app.cli import main
+
+    fake = tmp_path / "random.mid"
+    fake.write_bytes(os.urandom(2048))
+    monkeypatch.setenv("COMPER_MODELS", str(tmp_path / "no-models"))  # no model to check: this is about the synth
+    assert main(["doctor", "--soundfont", str(fake)]) == 1
+    said = f"{fake}: not a soundfont (an .sf2/.sf3 file starts with RIFF....sfbk) (from explicit path)"
+    out = capsys.readouterr().out.splitlines()
+    assert f"[!!] synth: {said}" in out and not any("soundfont" in ln for ln in out if ln.startswith("[ok]")), out
+    midi = c_major_midi(tmp_path / "c.mid")
+    assert main(["render", str(midi), "-o", str(tmp_path / "c.wav"), "--soundfont", str(fake)]) == 2
+    assert capsys.readouterr().err == f"comper: error: {said}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mid", "random.mid"]
+
+
+def test_a_found_file_that_is_no_soundfont_is_passed_over(tmp_path, monkeypatch):
+    monkeypatch.delenv("COMPER_SOUNDFONT", raising=False)
+    monkeypatch.setattr(sf_mod, "ASSETS", tmp_path / "assets")
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "assets" / "broken.sf2").write_bytes(b"\0" * 64)
+    real = tmp_path / "sys" / "default-GM.sf2"
+    real.parent.mkdir()
+    real.write_bytes(SF2_HEADER)
+    monkeypatch.setattr(sf_mod, "SYSTEM_LOCATIONS", (str(real),))
+    assert find_soundfont() == real.resolve()
+    real.unlink()
+    with pytest.raises(SoundfontNotFound, match=f"not soundfonts: {tmp_path / 'assets' / 'broken.sf2'}"):
+        find_soundfont()
 
 
 def test_no_soundfont_lists_where_it_looked(tmp_path, monkeypatch):
@@ -239,3 +289,81 @@ def test_render_refuses_a_target_that_is_no_wav_file(tmp_path):
         with pytest.raises(OutputError, match=why):
             render_midi_to_wav(midi, target)
     assert midi.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["c.mid", "x.wav"]
+
+
+def test_a_file_over_the_limits_is_refused_before_anything_renders(tmp_path, capsys):
+    """A 44-byte MIDI file with one note-off 2^28 ticks on once made `render` write 544 MB of WAV in 10 s."""
+    import time
+
+    from app.cli import main
+    from app.engine.midifile import InputLimits
+
+    from hostile_midi import one_note_then_a_note_off_far_away
+
+    huge = one_note_then_a_note_off_far_away(tmp_path / "huge.mid")
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    assert main(["render", str(huge), "-o", str(out / "huge.wav")]) == 2
+    assert time.monotonic() - t0 < 5
+    assert capsys.readouterr().err == (f"comper: error: {huge}: 4660.3 minutes of music, over the 20-minute limit "
+                                       f"(--max-minutes)\n")
+    assert not out.exists()
+    midi = c_major_midi(tmp_path / "c.mid", seconds=3.0)
+    assert main(["render", str(midi), "-o", str(out / "c.wav"), "--max-minutes", "0.04"]) == 2  # 2.4 s
+    assert "0.1 minutes of music, over the 0.04-minute limit" in capsys.readouterr().err
+    assert main(["render", str(midi), "-o", str(out / "c.wav"), "--max-minutes", "0.1"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["c.wav"]
+    with pytest.raises(RenderError, match="over the 40 bytes limit for a MIDI file"):
+        render_midi_to_wav(midi, out / "c.wav", limits=InputLimits(max_bytes=40))
+    # the app's own sessions are rendered whatever their length (no limits unless given)
+    with pytest.raises(RenderError, match="not a readable"):
+        render_midi_to_wav(tmp_path / "missing.mid", out / "x.wav")
+
+
+def test_a_type_2_file_renders_its_patterns_in_sequence(tmp_path, capsys):
+    """`render` of a type-2 file used to raise TypeError ("can't merge tracks in type 2 (asynchronous) file")."""
+    from hostile_midi import type2_file
+
+    path = type2_file(tmp_path / "patterns.mid")
+    info = render_midi_to_wav(path, tmp_path / "p.wav")
+    assert info.notes == 6 and abs(info.seconds - (2.0 + 2.0 + 1.5)) < 0.01  # 4 beats at 120, 2 at 60, the tail
+    assert info.peak > 1000
+
+
+def test_render_ignores_a_tempo_of_zero_and_says_so(tmp_path, capsys):
+    from app.cli import main
+
+    mid = mido.MidiFile()
+    mid.tracks.append(mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=0), mido.Message("note_on", note=60),
+                                      mido.Message("note_off", note=60, time=960)]))
+    mid.save(tmp_path / "t0.mid")
+    assert main(["render", str(tmp_path / "t0.mid"), "-o", str(tmp_path / "t0.wav")]) == 0
+    out, err = capsys.readouterr()
+    assert err == f"comper: warning: {tmp_path / 't0.mid'}: 1 set_tempo event of 0 us per beat ignored (not a tempo)\n"
+    assert "wrote" in out and "2.5 s of audio" in out  # 2 beats at the default 120 bpm, then the tail
+
+
+def test_a_render_killed_with_sigterm_leaves_no_temporary_file(tmp_path):
+    """SIGTERM mid-render once left a hidden ``.c.wav.XXXX.tmp`` beside the target: it now ends the command as
+    Ctrl-C does (exit 130), the writer's clean-up runs, and the old WAV is whole."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    midi = c_major_midi(tmp_path / "c.mid", seconds=1.0)
+    wav = tmp_path / "c.wav"
+    render_midi_to_wav(midi, wav)
+    before = wav.read_bytes()
+    long_midi = c_major_midi(tmp_path / "long.mid", seconds=15 * 60.0)  # 15 minutes: seconds of rendering
+    long_midi.replace(midi)
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "render", str(midi), "-o", str(wav)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".c.wav.*.tmp")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, f"the render ended before it could be killed: {proc.communicate()}"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mid", "c.wav"] and wav.read_bytes() == before

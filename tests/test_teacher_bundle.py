@@ -3,6 +3,7 @@ told apart from an online bundle by its role, and fills an intro's chords under 
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,3 +197,47 @@ def test_the_teachers_intro_filler_writes_its_chords_into_the_planners_history(t
     expected = OnnxTeacher(load_bundle(teacher_bundle)).intro_filler(plan.seed)([m for _, m in planner.history[:heard]])
     assert [c for c, _ in planner.history[:heard]] == expected
     assert all(c == planner.vocab.silence for c in jam.chords[:plan.listen])  # context only, never played
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "models"
+TEACHER_CARD_PROBES = {  # a bad teacher card: what it says, after "<card file>: "
+    "special {}": (lambda c: c.update(special={}), r"special: missing pad, bos, eos, silence"),
+    "context_frames 0": (lambda c: c.update(context_frames=0), r"context_frames: 0 is not a number of frames"),
+    "a policy's interleave": (lambda c: c.update(interleave="chord_first"),
+                              r"interleave: 'chord_first', but an offline_teacher graph reads 'separate'"),
+    "onnx as a string": (lambda c: c.update(onnx="offline-teacher.onnx"), r"onnx: expected an object, got str"),
+}
+
+
+@pytest.mark.parametrize("probe", TEACHER_CARD_PROBES)
+def test_a_bad_shipped_teacher_card_is_refused_in_one_line(probe, tmp_path, capsys, monkeypatch):
+    import re
+
+    from app.cli import main
+
+    change, says = TEACHER_CARD_PROBES[probe]
+    for suffix in (".onnx", ".json"):
+        shutil.copy(SHIPPED / f"offline-teacher{suffix}", tmp_path / f"offline-teacher{suffix}")
+    card = tmp_path / "offline-teacher.json"
+    data = json.loads(card.read_text())
+    change(data)
+    card.write_text(json.dumps(data))
+    with pytest.raises(BundleError) as e:
+        OnnxTeacher(load_bundle(card))
+    line = str(e.value)
+    assert re.fullmatch(rf"{re.escape(str(card))}: {says}.*", line) and "\n" not in line
+    monkeypatch.setenv("COMPER_MODELS", str(tmp_path))
+    from app.engine.bundle import shipped_teacher
+
+    assert shipped_teacher() is None  # a refused teacher fills no intro
+    assert main(["models"]) == 2 and f"REFUSED: {line}" in capsys.readouterr().out
+
+
+def test_the_shipped_teacher_card_is_typed():
+    from app.engine.card import Card
+
+    card = Card.load(SHIPPED / "offline-teacher.json")
+    assert card.role == "offline_teacher" and card.interleave == "separate" and card.context_frames == 256
+    assert card.vocab.to_table() == T.token_table() and card.int8 is None and card.stage == "mle"
+    teacher = OnnxTeacher(load_bundle(SHIPPED / "offline-teacher.json"))
+    assert (teacher.bos, teacher.eos, teacher.context_frames) == (T.BOS, T.EOS, 256)

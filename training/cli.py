@@ -209,7 +209,7 @@ def _export(args: argparse.Namespace) -> None:
     card = export_bundle(Path(args.run), args.name, Path(args.out), int8=args.int8, which=args.checkpoint,
                          fp16=args.fp16)
     print(f"wrote {Path(args.out) / (args.name + '.onnx')} and .json (max |ONNX - torch| logit "
-          f"{card['onnx']['max_abs_logit_diff_vs_torch']:.1e})")
+          f"{card.onnx.max_abs_logit_diff_vs_torch:.1e})")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,21 +15,27 @@ Two graph kinds, told apart by the card's ``role``:
   [batch, C, vocab]. No cache, a full recompute per call: it only ever runs over a short intro. Checked against
   torch at several lengths.
 
-Every export must agree with torch within 1e-4 (max |logit diff|) before the card is written.
+Every export must agree with torch within 1e-4 (max |logit diff|) before the card is written. The graph is run
+for those checks (and for the int8 variants' greedy chords, at temperature 0) by the app's own runners,
+``OnnxPolicy`` / ``OnnxTeacher`` (``app_runner``), so the path that ships is the path tested; the card is an
+``app.engine.card.Card``, checked as the app checks it before it is written.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from app.engine.bundle import sha256_file as sha256
+from app.engine.bundle import Bundle, sha256_file as sha256
+from app.engine.card import FORMAT_VERSION, Card, GraphFile, ModelInfo
+from app.engine.policy import OnnxPolicy
+from app.engine.teacher import OnnxTeacher
+from app.engine.vocab import Quality, Vocabulary
 
 from .data import tokens as T
 from .data.chords import QUALITIES
@@ -37,7 +43,6 @@ from .data.codec import FRAMES_PER_BEAT
 from .models.policy import OnlinePolicy
 from .models.teacher import OfflineTeacher
 
-FORMAT_VERSION = 1
 OPSET = 18
 TOLERANCE = 1e-4
 CONTEXT_FRAMES = 256  # the training window
@@ -131,41 +136,41 @@ def export_teacher_onnx(teacher: OfflineTeacher, path: Path) -> None:
                       opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
 
 
-def ort_session(path: Path, threads: int = 1):
-    import onnxruntime as ort
+def graph_card(onnx_path: Path, kind: GraphKind = ONLINE, name: str | None = None) -> Card:
+    """The card of a graph of this training code before its provenance is added: what the app needs to run it
+    (vocabulary, lengths, role, the file and its sha256)."""
+    return Card(name=name or onnx_path.stem, vocab=Vocabulary.from_table(T.token_table()),
+                onnx=GraphFile(onnx_path.name, sha256(onnx_path), OPSET, kind.inputs, kind.outputs),
+                context_tokens=kind.context_tokens, role=kind.role, frames_per_beat=FRAMES_PER_BEAT,
+                context_frames=CONTEXT_FRAMES, format_version=FORMAT_VERSION, interleave=kind.interleave,
+                qualities=tuple(Quality(q.name, tuple(q.intervals), q.suffix) for q in QUALITIES))
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
-
-def empty_cache(cfg, batch: int = 1) -> np.ndarray:
-    return np.zeros((cfg.n_layer, batch, cfg.n_head, 0, cfg.head_dim), np.float32)
+def app_runner(onnx_path: Path, kind: GraphKind = ONLINE, threads: int = 1) -> OnnxPolicy | OnnxTeacher:
+    """The app's runner for a graph (``OnnxPolicy``, or ``OnnxTeacher`` for the teacher), loaded as a jam loads
+    it (one forward pass must give finite logits)."""
+    bundle = Bundle(graph_card(onnx_path, kind), onnx_path.with_suffix(".json"), onnx_path)
+    return (OnnxTeacher if kind is TEACHER else OnnxPolicy)(bundle, threads)
 
 
 def compare_with_torch(policy: OnlinePolicy, onnx_path: Path, prompt: np.ndarray, steps: int = 50,
                        seed: int = 0) -> float:
-    """Max |logit difference| between torch and onnxruntime over a prefill of ``prompt`` then ``steps`` single
-    tokens (greedy from the torch logits, so both follow the same path)."""
-    sess = ort_session(onnx_path)
+    """Max |logit difference| between torch and the app's ``OnnxPolicy`` over a prefill of ``prompt`` then
+    ``steps`` single random tokens (both fed the same tokens)."""
+    runner = app_runner(onnx_path)
     cfg = policy.cfg
     tok = torch.as_tensor(prompt[None], dtype=torch.int64)
-    worst = 0.0
     with torch.no_grad():
         t_logits, t_cache = policy(tok)
-        o_logits, k, v = sess.run(None, {"tokens": tok.numpy(), "start": np.array(0, np.int64),
-                                         "past_k": empty_cache(cfg), "past_v": empty_cache(cfg)})
-        worst = max(worst, float(np.abs(t_logits.numpy() - o_logits).max()))
+        o_logits, state = runner.run([int(t) for t in prompt], runner.empty())
+        worst = float(np.abs(t_logits[0].numpy() - o_logits).max())
         pos = tok.shape[1]
         rng = np.random.default_rng(seed)
         for _ in range(steps):
-            nxt = torch.tensor([[int(rng.integers(4, cfg.vocab_size))]])
-            t_logits, t_cache = policy(nxt, past=t_cache, start=pos)
-            o_logits, k, v = sess.run(None, {"tokens": nxt.numpy(), "start": np.array(pos, np.int64),
-                                             "past_k": k, "past_v": v})
-            worst = max(worst, float(np.abs(t_logits.numpy() - o_logits).max()))
+            nxt = int(rng.integers(4, cfg.vocab_size))
+            t_logits, t_cache = policy(torch.tensor([[nxt]]), past=t_cache, start=pos)
+            o_logits, state = runner.run([nxt], state)
+            worst = max(worst, float(np.abs(t_logits[0].numpy() - o_logits).max()))
             pos += 1
     return worst
 
@@ -175,17 +180,20 @@ TEACHER_SHAPES = ((1, 1, 1), (1, 16, 9), (2, 64, 40), (3, 100, 101), (1, CONTEXT
 
 def compare_teacher_with_torch(teacher: OfflineTeacher, onnx_path: Path,
                                shapes: tuple[tuple[int, int, int], ...] = TEACHER_SHAPES, seed: int = 0) -> float:
-    """Max |logit difference| between torch and onnxruntime over random inputs of each (batch, melody frames,
-    chord tokens) in ``shapes``: the graph's lengths are dynamic, so one length proves little."""
-    sess = ort_session(onnx_path)
+    """Max |logit difference| between torch and the app's ``OnnxTeacher`` over random inputs of each (batch,
+    melody frames, chord tokens) in ``shapes``: the graph's lengths are dynamic, so one length proves little. The
+    app feeds one song at a time (``OnnxTeacher.logits``, which frames it with BOS / EOS as training does): each
+    row of a batch is fed so."""
+    runner = app_runner(onnx_path, TEACHER)
     rng = np.random.default_rng(seed)
     worst = 0.0
     for batch, frames, chords in shapes:
         mel, ch = teacher_inputs(rng, batch, frames, chords)
         with torch.no_grad():
             ref, _ = teacher(torch.as_tensor(mel), torch.as_tensor(ch))
-        (got,) = sess.run(None, {"melody": mel, "chords": ch})
-        worst = max(worst, float(np.abs(ref.numpy() - got).max()))
+        for i in range(batch):
+            got = runner.logits(mel[i, 1:-1], ch[i, 1:], at_end=True)
+            worst = max(worst, float(np.abs(ref[i].numpy() - got).max()))
     return worst
 
 
@@ -232,63 +240,32 @@ def round_to_fp16(model: nn.Module) -> nn.Module:
     return model
 
 
-def greedy_chords(onnx_path: Path, cfg, melodies: list[np.ndarray]) -> list[list[int]]:
-    """Greedy chord choices of a bundle against fixed melody token sequences (chord first, no lookahead)."""
-    from app.engine.grammar import Grammar
-
-    grammar = Grammar.from_table(T.token_table())
-    sess = ort_session(onnx_path)
-    out = []
-    for mel in melodies:
-        k = v = empty_cache(cfg)
-        pos, token, prev, chosen = 0, T.BOS, None, []
-        for m in mel:
-            logits, k, v = sess.run(None, {"tokens": np.array([[token]], np.int64), "start": np.array(pos, np.int64),
-                                           "past_k": k, "past_v": v})
-            pos += 1
-            c = int(np.argmax(np.where(grammar.allowed("chord", prev), logits[0, -1], -np.inf)))
-            chosen.append(c)
-            prev = c
-            logits, k, v = sess.run(None, {"tokens": np.array([[c]], np.int64), "start": np.array(pos, np.int64),
-                                           "past_k": k, "past_v": v})
-            pos += 1
-            token = int(m)
-        out.append(chosen)
-    return out
+def greedy_chords(onnx_path: Path, melodies: list[np.ndarray]) -> list[list[int]]:
+    """The app's greedy chords (``OnnxPolicy.accompany`` at temperature 0) against fixed melody token sequences."""
+    runner = app_runner(onnx_path)
+    return [runner.accompany([int(m) for m in mel], np.random.default_rng(0), temperature=0.0) for mel in melodies]
 
 
 def write_card(path: Path, name: str, onnx_file: Path, model: nn.Module, ckpt: dict, max_diff: float,
-               extra: dict | None = None) -> dict:
-    """The JSON card, the same fields for every graph kind; ``role`` tells the app which runner takes it."""
+               extra: dict | None = None) -> Card:
+    """The card, the same fields for every graph kind (``role`` tells the app which runner takes it), checked as
+    the app checks it and written to ``path``. ``extra``: more fields from the export (``int8``: a ``GraphFile``;
+    ``weights`` ...)."""
     kind = TEACHER if isinstance(model, OfflineTeacher) else ONLINE
     cfg = model.cfg
     sources = list(ckpt.get("mix", {}))
-    card = {
-        "format_version": FORMAT_VERSION,
-        "name": name,
-        "role": kind.role,
-        "created": time.strftime("%Y-%m-%d"),
-        "interleave": kind.interleave,
-        "frames_per_beat": FRAMES_PER_BEAT,
-        "context_frames": CONTEXT_FRAMES,
-        "context_tokens": kind.context_tokens,
-        "vocab_size": T.VOCAB_SIZE,
-        "special": {"pad": T.PAD, "bos": T.BOS, "eos": T.EOS, "silence": T.SILENCE},
-        "chord_qualities": [{"name": q.name, "intervals": list(q.intervals), "suffix": q.suffix} for q in QUALITIES],
-        "tokens": T.token_table(),
-        "model": {"kind": kind.role, "n_layer": cfg.n_layer, "n_head": cfg.n_head, "d_model": cfg.d_model,
-                  "head_dim": cfg.head_dim, "parameters": model.num_params(), "config_name": ckpt.get("config_name")},
-        "onnx": {"file": onnx_file.name, "sha256": sha256(onnx_file), "opset": OPSET,
-                 "inputs": list(kind.inputs), "outputs": list(kind.outputs), "max_abs_logit_diff_vs_torch": max_diff},
-        "training": {"stage": ckpt.get("stage", "mle"), "steps": ckpt.get("step"), "checkpoint": ckpt.get("file"),
-                     "recipe": ckpt.get("recipe"),
-                     "mix": ckpt.get("mix"), "best_val": ckpt.get("best_val"), "val": ckpt.get("val"),
-                     "rl": ckpt.get("rl_config"), "init_steps": ckpt.get("init_step")},
-        "data": [{"source": s, "license": DATA_LICENSES.get(s, "unknown")} for s in sources],
-        "evaluation": {},
-    }
-    card.update(extra or {})
-    path.write_text(json.dumps(card, indent=1))
+    extra = dict(extra or {})
+    base = graph_card(onnx_file, kind, name)
+    card = replace(
+        base, source=path, onnx=replace(base.onnx, max_abs_logit_diff_vs_torch=max_diff), int8=extra.pop("int8", None),
+        model=ModelInfo(kind.role, cfg.n_layer, cfg.n_head, cfg.d_model, cfg.head_dim, model.num_params(),
+                        ckpt.get("config_name")),
+        training={"stage": ckpt.get("stage", "mle"), "steps": ckpt.get("step"), "checkpoint": ckpt.get("file"),
+                  "recipe": ckpt.get("recipe"), "mix": ckpt.get("mix"), "best_val": ckpt.get("best_val"),
+                  "val": ckpt.get("val"), "rl": ckpt.get("rl_config"), "init_steps": ckpt.get("init_step")},
+        meta={"created": time.strftime("%Y-%m-%d"),
+              "data": [{"source": s, "license": DATA_LICENSES.get(s, "unknown")} for s in sources], **extra})
+    card.save(path)
     return card
 
 
@@ -317,31 +294,19 @@ def export_online(policy: OnlinePolicy, onnx_path: Path, int8: bool,
         q_path = onnx_path.with_name(f"{onnx_path.stem}-int8.onnx")
         quantize_int8(onnx_path, q_path)
         mels = melodies or [rng.integers(T.NOTE_HOLD, T.CHORD_HOLD, 64) for _ in range(4)]
-        same = greedy_chords(onnx_path, policy.cfg, mels) == greedy_chords(q_path, policy.cfg, mels)
+        same = greedy_chords(onnx_path, mels) == greedy_chords(q_path, mels)
         if same:
-            extra["int8"] = {"file": q_path.name, "sha256": sha256(q_path), "same_greedy_chords": True}
+            extra["int8"] = GraphFile(q_path.name, sha256(q_path), same_greedy_chords=True)
         else:
             q_path.unlink()
-            extra["int8"] = {"file": None, "same_greedy_chords": False}
+            extra["int8"] = GraphFile(None, same_greedy_chords=False)
     return diff, extra
 
 
 def teacher_greedy(onnx_path: Path, melodies: list[np.ndarray]) -> list[list[int]]:
-    """The teacher's greedy chords for whole melodies (full recompute per chord, as the app's intro fill)."""
-    from app.engine.grammar import Grammar
-
-    grammar = Grammar.from_table(T.token_table())
-    sess = ort_session(onnx_path)
-    out = []
-    for mel in melodies:
-        enc = np.array([[T.BOS, *mel]], np.int64)
-        chords, prev = [], None
-        for _ in mel:
-            (logits,) = sess.run(None, {"melody": enc, "chords": np.array([[T.BOS, *chords]], np.int64)})
-            prev = int(np.argmax(np.where(grammar.allowed("chord", prev), logits[0, -1], -np.inf)))
-            chords.append(prev)
-        out.append(chords)
-    return out
+    """The app's greedy intro fill (``OnnxTeacher.fill`` at temperature 0) for whole melodies."""
+    runner = app_runner(onnx_path, TEACHER)
+    return [runner.fill([int(m) for m in mel], np.random.default_rng(0), temperature=0.0) for mel in melodies]
 
 
 def export_teacher(teacher: OfflineTeacher, onnx_path: Path, int8: bool = False,
@@ -372,7 +337,7 @@ def export_teacher(teacher: OfflineTeacher, onnx_path: Path, int8: bool = False,
 
 
 def export_bundle(run: Path, name: str, out_dir: Path, int8: bool = False, which: str = "best",
-                  melodies: list[np.ndarray] | None = None, fp16: bool = False) -> dict:
+                  melodies: list[np.ndarray] | None = None, fp16: bool = False) -> Card:
     """Export a run's model (online policy or offline teacher, from the checkpoint's ``kind``) to
     ``out_dir/name.{onnx,json}``; raises if ONNX and torch disagree."""
     from .pretrain import load_model

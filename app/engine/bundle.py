@@ -1,7 +1,8 @@
 """Load and validate a model bundle (``<name>.onnx`` + ``<name>.json``): the only thing the app takes from training.
 
 A bundle that cannot be used is refused before anything plays, with one line naming the file and the reason:
-missing files, unreadable JSON, an unknown format version or role, a sha256 that does not match the ONNX file, a
+missing files, a card that fails its checks (``card.Card``: unreadable JSON, an unknown format version or role, a
+field of the wrong type or out of range, a token table out of order), a sha256 that does not match the ONNX file, a
 token table that does not match the graph's vocabulary, or weights that give NaN or inf logits (a runner makes one
 forward pass on a short prompt when it loads: ``check_forward``). While it runs, every model call goes through
 ``run_model``: an onnxruntime failure or non-finite logits are a one-line ``BundleError``, never NaN handed on to
@@ -15,36 +16,28 @@ fills the chords of the listen-first intro).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-SUPPORTED_FORMATS = (1,)
-ROLES = ("online_policy", "offline_teacher")
-DEFAULT_ROLE = "online_policy"  # cards written before roles existed
-REQUIRED = ("format_version", "name", "frames_per_beat", "context_tokens", "vocab_size", "special", "tokens", "onnx")
-
-
-class BundleError(Exception):
-    """A bundle the app refuses; the message names the file and what is wrong."""
+from .card import DEFAULT_ROLE, BundleError, Card, names_a_graph
 
 
 @dataclass(frozen=True)
 class Bundle:
-    card: dict
+    card: Card
     card_path: Path
     onnx_path: Path
 
     @property
     def name(self) -> str:
-        return self.card["name"]
+        return self.card.name
 
     @property
     def role(self) -> str:
-        return self.card.get("role", DEFAULT_ROLE)
+        return self.card.role
 
     def require_role(self, role: str) -> None:
         """Refuse a bundle handed to the wrong runner (a teacher cannot play live, a policy cannot fill an intro)."""
@@ -64,39 +57,15 @@ def load_bundle(path: str | Path, variant: str = "fp32") -> Bundle:
     """``path``: the card (``.json``), the graph (``.onnx``) or the bundle name without suffix."""
     path = Path(path)
     card_path = path if path.suffix == ".json" else path.with_suffix(".json")
-    if not card_path.is_file():
-        raise BundleError(f"{card_path}: model card not found")
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BundleError(f"{card_path}: not valid JSON ({e})") from e
-    if not isinstance(card, dict):
-        raise BundleError(f"{card_path}: expected a JSON object")
-    missing = [k for k in REQUIRED if k not in card]
-    if missing:
-        raise BundleError(f"{card_path}: missing field(s) {', '.join(missing)}")
-    if card["format_version"] not in SUPPORTED_FORMATS:
-        raise BundleError(f"{card_path}: unknown format_version {card['format_version']!r} "
-                          f"(this app reads {', '.join(map(str, SUPPORTED_FORMATS))})")
-    role = card.get("role", DEFAULT_ROLE)
-    if role not in ROLES:
-        raise BundleError(f"{card_path}: unknown role {role!r} (this app runs {', '.join(ROLES)})")
-    tokens = card["tokens"]
-    if len(tokens) != card["vocab_size"] or [t.get("id") for t in tokens] != list(range(len(tokens))):
-        raise BundleError(f"{card_path}: token table has {len(tokens)} entries with ids not 0..n-1, "
-                          f"vocab_size says {card['vocab_size']}")
-    entry = card["onnx"]
-    if variant == "int8":
-        entry = card.get("int8") or {}
-        if not entry.get("file"):
-            raise BundleError(f"{card_path}: no int8 variant in this bundle")
-    onnx_path = card_path.parent / entry["file"]
+    card = Card.load(card_path)
+    entry = card.graph(variant)
+    onnx_path = card_path.parent / entry.file
     if not onnx_path.is_file():
         raise BundleError(f"{onnx_path}: ONNX file named by {card_path.name} not found")
     digest = sha256_file(onnx_path)
-    if digest != entry.get("sha256"):
+    if digest != entry.sha256:
         raise BundleError(f"{onnx_path}: sha256 {digest[:12]}... does not match the card's "
-                          f"{str(entry.get('sha256'))[:12]}... (file changed or corrupt)")
+                          f"{str(entry.sha256)[:12]}... (file changed or corrupt)")
     return Bundle(card, card_path, onnx_path)
 
 
@@ -147,14 +116,7 @@ def models_dir() -> Path:
 
 def shipped_bundles() -> list[Path]:
     """Every ``*.json`` card in the models folder that names an ONNX file (not yet validated)."""
-    out = []
-    for card in sorted(models_dir().glob("*.json")):
-        try:
-            if "onnx" in json.loads(card.read_text(encoding="utf-8")):
-                out.append(card)
-        except (OSError, json.JSONDecodeError):
-            out.append(card)  # listed, and refused with its reason when loaded
-    return out
+    return [card for card in sorted(models_dir().glob("*.json")) if names_a_graph(card)]
 
 
 def shipped_teacher() -> Bundle | None:

@@ -1,4 +1,4 @@
-"""The token grammar, built from a bundle card's token table alone (no training code, no torch).
+"""The token grammar, built from a card's parsed token table (``vocab.Vocabulary``): no training code, no torch.
 
 Which tokens may follow in a slot: a chord slot takes only chord tokens or silence, a melody slot only note
 tokens or silence; a hold must continue exactly the chord / note sounding in that slot's previous frame; special
@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CHORD_KINDS = ("chord_on", "chord_hold")
-NOTE_KINDS = ("note_on", "note_hold")
+from .vocab import Vocabulary
 
 
 @dataclass(frozen=True)
@@ -27,21 +26,23 @@ class Grammar:
     pad: int
 
     @classmethod
-    def from_table(cls, table: list[dict]) -> "Grammar":
-        v = len(table)
-        kind = [t["kind"] for t in table]
-        ids = {k: next(t["id"] for t in table if t["kind"] == k) for k in ("pad", "bos", "eos", "silence")}
-        chord_slot = np.array([k == "chord_on" for k in kind]) | (np.arange(v) == ids["silence"])
-        melody_slot = np.array([k == "note_on" for k in kind]) | (np.arange(v) == ids["silence"])
-        hold_id = {("chord", t["chord"]): t["id"] for t in table if t["kind"] == "chord_hold"}
-        hold_id.update({("note", t["pitch"]): t["id"] for t in table if t["kind"] == "note_hold"})
+    def from_vocab(cls, vocab: Vocabulary) -> "Grammar":
+        v = len(vocab)
+        kind = [t.kind for t in vocab.tokens]
+        chord_slot = np.array([k == "chord_on" for k in kind]) | (np.arange(v) == vocab.silence)
+        melody_slot = np.array([k == "note_on" for k in kind]) | (np.arange(v) == vocab.silence)
         hold_of = np.full(v, -1, np.int64)
-        for t in table:
-            if t["kind"] in CHORD_KINDS:
-                hold_of[t["id"]] = hold_id[("chord", t["chord"])]
-            elif t["kind"] in NOTE_KINDS:
-                hold_of[t["id"]] = hold_id[("note", t["pitch"])]
-        return cls(chord_slot, melody_slot, hold_of, ids["silence"], ids["bos"], ids["eos"], ids["pad"])
+        for t in vocab.tokens:
+            if t.is_chord:
+                hold_of[t.id] = vocab.chord_hold_of[t.chord]
+            elif t.is_note:
+                hold_of[t.id] = vocab.note_hold[t.pitch]
+        return cls(chord_slot, melody_slot, hold_of, vocab.silence, vocab.bos, vocab.eos, vocab.pad)
+
+    @classmethod
+    def from_table(cls, table: list[dict]) -> "Grammar":
+        """From a JSON token table (training's ``token_table()``); raises ``VocabularyError`` for a broken one."""
+        return cls.from_vocab(Vocabulary.from_table(table))
 
     @property
     def vocab_size(self) -> int:

@@ -32,10 +32,10 @@ from dataclasses import dataclass, field, replace
 from .bundle import BundleError
 from .clock import FrameClock
 from .melody import MelodyTrack
+from .options import JamSettings
 from .performer import ChordPerformer, Sink
 from .planner import Planner, PlanSettings
 from .policy import OnnxPolicy
-from .voicing import VoicingSettings
 
 _SPIN_S = 0.0015  # the last stretch before a deadline is spun, not slept: sleep overshoots by up to ~1 ms
 _RT_PRIORITY = 2  # SCHED_FIFO priority of the scheduler thread: above every normal thread, below JACK's (10+)
@@ -43,23 +43,6 @@ _RT_PRIORITY = 2  # SCHED_FIFO priority of the scheduler thread: above every nor
 
 class PlannerError(RuntimeError):
     """The jam stopped because the planner or one of its threads failed; the message is one line saying why."""
-
-
-@dataclass(frozen=True)
-class JamSettings:
-    bpm: float = 100.0
-    meter: tuple[int, int] = (4, 4)
-    count_in_bars: int = 1
-    plan: PlanSettings = PlanSettings()
-    voicing: VoicingSettings = VoicingSettings()
-    chord_velocity: int = 72
-    bass_velocity: int = 84
-    realtime: bool = True  # ask the OS for real-time priority for the scheduler thread (ignored if not allowed)
-
-    @property
-    def count_in_beats(self) -> float:
-        """In quarter notes (the clock's beat): a bar of 6/8 is three of them."""
-        return self.count_in_bars * self.meter[0] * 4 / self.meter[1]
 
 
 @dataclass(frozen=True)
@@ -125,6 +108,14 @@ def _p99(xs: list[float]) -> float:
     return (xs[j - 1] * (100 - delta) + xs[j] * delta) / 100
 
 
+def jam_planner(policy: OnnxPolicy, plan: PlanSettings, meter: tuple[int, int], teacher=None) -> Planner:
+    """The planner of a jam (live or re-jammed) in ``meter``: the harmonic-rhythm grid follows the meter, frame 0
+    is on a bar line, and ``teacher`` (an ``OnnxTeacher``, or None) fills the intro's context chords."""
+    intro = teacher.intro_filler(plan.seed, plan.temperature) if teacher is not None else None
+    bar_beats = meter[0] * 4 / meter[1]
+    return Planner(policy, replace(plan, bar_beats=bar_beats, downbeat_frame=0), intro=intro)
+
+
 def realtime_priority(priority: int = _RT_PRIORITY) -> bool:
     """Run the calling thread at real-time (SCHED_FIFO) priority, as audio apps run their clock: a machine busy
     with other work then still wakes it on time. False where the OS has no such call or does not allow it
@@ -151,10 +142,12 @@ class JamSession:
     """One jam. ``start()``, feed ``on_note`` from the keyboard, ``stop()``; ``switch_model`` at any time."""
 
     def __init__(self, policy: OnnxPolicy, settings: JamSettings, sinks: list[Sink], recorder=None,
-                 teacher=None, ports: list | None = None) -> None:
+                 teacher=None, ports: list | None = None, planner: Planner | None = None) -> None:
+        """``planner``: one ``jam_planner`` made beforehand (its first model calls are the slow part of starting
+        a jam), else made here; ``recorder``: the journal the jam is written into, None for none."""
         self.s, self.sinks, self.recorder, self.ports = settings, list(sinks), recorder, list(ports or [])
         self.teacher = teacher
-        self.planner = self._new_planner(policy)
+        self.planner = planner or self._new_planner(policy)
         self.vocab = self.planner.vocab
         self.performer = ChordPerformer(self.vocab, self.sinks, recorder, settings.voicing,
                                         settings.chord_velocity, settings.bass_velocity)
@@ -177,9 +170,7 @@ class JamSession:
         self._pending_switch: tuple[int, OnnxPolicy] | None = None
 
     def _new_planner(self, policy: OnnxPolicy) -> Planner:
-        intro = self.teacher.intro_filler(self.s.plan.seed, self.s.plan.temperature) if self.teacher else None
-        bar_beats = self.s.meter[0] * 4 / self.s.meter[1]  # the harmonic-rhythm grid follows the meter
-        return Planner(policy, replace(self.s.plan, bar_beats=bar_beats, downbeat_frame=0), intro=intro)
+        return jam_planner(policy, self.s.plan, self.s.meter, self.teacher)
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 

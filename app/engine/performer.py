@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
-from .planner import Vocabulary
+from .vocab import Vocabulary
 from .voicing import Voicing, VoicingSettings, voice
 
 PARTS = {"melody": 0, "chords": 1, "bass": 2}  # MIDI channels (0-based), the same on the synth and MIDI out
@@ -77,9 +77,9 @@ class ChordPerformer:
     def play(self, frame: int, t: float, token: int) -> bool:
         """The chord of ``frame`` (sounding from clock time ``t``); returns True when something was struck."""
         info = self.vocab.chord_info.get(token)
-        chord = info["chord"] if info else None
+        chord = info.chord if info else None
         with self._lock:
-            if chord == self.sounding_chord and not (info and info["kind"] == "chord_on"):
+            if chord == self.sounding_chord and not (info and info.is_onset):
                 return False  # a hold (or more silence): nothing changes
             self._release_notes()
             if info is None:
@@ -87,7 +87,7 @@ class ChordPerformer:
                 if self.recorder is not None:
                     self.recorder.chord(frame, t, None, [], None, True, token)
                 return False
-            v = voice(info["root"], info["pitch_classes"], self.voicing_settings,
+            v = voice(info.root, info.pitch_classes, self.voicing_settings,
                       self.last_voicing if self.voicing_settings.voice_leading else None)
             for sink in self.sinks:
                 if v.bass is not None:
@@ -97,7 +97,7 @@ class ChordPerformer:
             self.sounding, self.sounding_chord, self.last_voicing = v, chord, v
             self.chords_struck += 1
             if self.recorder is not None:
-                self.recorder.chord(frame, t, info["symbol"], list(v.notes), v.bass, True, token)
+                self.recorder.chord(frame, t, info.symbol, list(v.notes), v.bass, True, token)
             return True
 
     def release(self, frame: int | None = None, t: float | None = None) -> None:

@@ -67,59 +67,6 @@ class PlanSettings:
         return int(round(self.listen_beats * FRAMES_PER_BEAT))
 
 
-class Vocabulary:
-    """Token ids and chord facts read from the bundle card (the app never imports training code)."""
-
-    def __init__(self, card: dict) -> None:
-        special = card["special"]
-        self.bos, self.silence = int(special["bos"]), int(special["silence"])
-        self.note_on, self.note_hold, self.chord_info = {}, {}, {}
-        for t in card["tokens"]:
-            if t["kind"] == "note_on":
-                self.note_on[t["pitch"]] = t["id"]
-            elif t["kind"] == "note_hold":
-                self.note_hold[t["pitch"]] = t["id"]
-            elif t["kind"] in ("chord_on", "chord_hold"):
-                self.chord_info[t["id"]] = t
-        self.pitch_of = {i: p for p, i in (*self.note_on.items(), *self.note_hold.items())}
-        self.chord_on_of = {t["chord"]: t["id"] for t in self.chord_info.values() if t["kind"] == "chord_on"}
-        self.chord_hold_of = {t["chord"]: t["id"] for t in self.chord_info.values() if t["kind"] == "chord_hold"}
-
-    def hold(self, tok: int) -> int:
-        """The token that keeps ``tok``'s chord sounding one more frame (silence stays silence)."""
-        info = self.chord_info.get(tok)
-        return self.chord_hold_of[info["chord"]] if info else self.silence
-
-    def melody_token(self, pitch: int, onset: bool, previous_pitch: int) -> int:
-        if pitch < 0:
-            return self.silence
-        return self.note_on[pitch] if onset or pitch != previous_pitch else self.note_hold[pitch]
-
-    def fix_holds(self, previous: int, melody: list[int]) -> list[int]:
-        """Melody tokens made grammatical after ``previous``: a hold of a note that is not sounding becomes its
-        onset (an imagined continuation carried over after the player did something else)."""
-        out = []
-        for tok in melody:
-            pitch = self.pitch_of.get(tok)
-            if pitch is not None and tok == self.note_hold[pitch] and self.pitch_of.get(previous) != pitch:
-                tok = self.note_on[pitch]
-            out.append(tok)
-            previous = tok
-        return out
-
-    def is_onset(self, tok: int) -> bool:
-        return self.chord_info.get(tok, {}).get("kind") == "chord_on"
-
-    def as_onset(self, tok: int) -> int:
-        """A chord or note hold at the start of a (re-prefilled) window becomes its onset."""
-        if tok in self.chord_info:
-            return self.chord_on_of[self.chord_info[tok]["chord"]]
-        for pitch, hold in self.note_hold.items():
-            if hold == tok:
-                return self.note_on[pitch]
-        return tok
-
-
 @dataclass
 class Branch:
     """A scratch continuation of the real history. Entry i holds the imagined melody of frame ``first + i``, the
@@ -157,8 +104,8 @@ class Planner:
         """``intro``: melody tokens heard so far -> one context chord token per frame (the offline teacher)."""
         self.policy, self.s, self.intro = policy, settings, intro
         self.intro_pending = intro is not None and settings.listen > 0
-        self.vocab = Vocabulary(policy.card)
-        self.context_frames = (int(policy.card["context_tokens"]) - 2) // 2
+        self.vocab = policy.card.vocab
+        self.context_frames = (policy.card.context_tokens - 2) // 2
         if self.s.lookahead + self.s.slide_hop_frames >= self.context_frames:
             raise ValueError(f"lookahead {self.s.lookahead} frames leaves no history in a "
                              f"{self.context_frames}-frame context")

@@ -34,15 +34,15 @@ class OnnxPolicy:
         if names != ["tokens", "start", "past_k", "past_v"]:
             raise BundleError(f"{bundle.onnx_path}: graph inputs {names} are not tokens/start/past_k/past_v")
         vocab = self.session.get_outputs()[0].shape[2]
-        if vocab != len(self.card["tokens"]):
+        if vocab != self.card.vocab_size:
             raise BundleError(f"{bundle.onnx_path}: graph vocabulary {vocab} does not match the card's token "
-                              f"table ({len(self.card['tokens'])} tokens)")
+                              f"table ({self.card.vocab_size} tokens)")
         layers, _, heads, _, head_dim = self.session.get_inputs()[2].shape
         self.cache_shape = (int(layers), 1, int(heads), 0, int(head_dim))
-        self.grammar = Grammar.from_table(self.card["tokens"])
-        self.context_tokens = int(self.card["context_tokens"])
-        self.bos = int(self.card["special"]["bos"])
-        silence = int(self.card["special"]["silence"])
+        self.grammar = Grammar.from_vocab(self.card.vocab)
+        self.context_tokens = self.card.context_tokens
+        self.bos = self.card.vocab.bos
+        silence = self.card.vocab.silence
         check_forward(lambda: self.run([self.bos, silence, silence], self.empty()))
 
     def empty(self) -> PolicyState:

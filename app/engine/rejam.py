@@ -13,13 +13,12 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..recording import Recorder
 from ..recording.output import MIDI, check_target
+from ..session import JamRequest, open_jam
 from .bundle import load_bundle, resolve_model
-from .clock import FrameClock
-from .midifile import read_melody
-from .performer import ChordPerformer
-from .planner import Planner, PlanSettings
+from .midifile import InputLimits, MelodyFile, read_melody
+from .options import JamSettings
+from .planner import PlanSettings
 from .policy import OnnxPolicy
 from .voicing import Voicing, VoicingSettings
 
@@ -36,27 +35,25 @@ class RejamReport:
 
 def rejam(melody_path: str | Path, model: str | None, out: str | Path, settings: PlanSettings = PlanSettings(),
           bpm: float | None = None, track: str | None = None, voicing: VoicingSettings = VoicingSettings(),
-          threads: int = 1, teacher=None) -> RejamReport:
-    """``teacher``: an ``OnnxTeacher`` that fills the intro's context chords, as in a live jam."""
+          threads: int = 1, teacher=None, limits: InputLimits | None = InputLimits(),
+          melody: MelodyFile | None = None) -> RejamReport:
+    """``teacher``: an ``OnnxTeacher`` that fills the intro's context chords, as in a live jam. ``limits``: how big
+    and long a melody file is taken (``MidiFileError`` before the model loads); ``melody``: the file already read
+    (``read_melody``), e.g. to say its warnings first."""
     import numpy as np
 
     t_start = time.perf_counter()
-    check_target(out, MIDI)  # a refused output path costs no model run
-    mf = read_melody(melody_path, track)
+    check_target(out, MIDI, inputs=[melody_path])  # a refused output path costs no model run
+    mf = melody or read_melody(melody_path, track, limits, bpm)
     settings = replace(settings, bar_beats=mf.meter[0] * 4 / mf.meter[1])  # the harmonic-rhythm grid follows the file
-    bundle = load_bundle(resolve_model(model))
-    intro = teacher.intro_filler(settings.seed, settings.temperature) if teacher is not None else None
-    planner = Planner(OnnxPolicy(bundle, threads=threads), settings, intro=intro)
-    clock = FrameClock(bpm or mf.bpm, start=0.0)
-    header = {"bpm": clock.bpm, "meter": list(mf.meter), "model_name": bundle.name,
-              "model_sha256": bundle.card["onnx"]["sha256"], "seed": settings.seed, "t0": 0.0,
-              "plan": settings, "voicing": voicing, "source": str(melody_path), "mode": "rejam",
-              "teacher": teacher.bundle.name if teacher is not None else None}
+    policy = OnnxPolicy(load_bundle(resolve_model(model)), threads=threads)
+    jam_settings = JamSettings(bpm=bpm or mf.bpm, meter=mf.meter, plan=settings, voicing=voicing)
     events, i = mf.events(), 0
     times = []
     with tempfile.TemporaryDirectory() as tmp:
-        rec = Recorder(tmp, header)
-        performer = ChordPerformer(planner.vocab, [], rec, voicing)
+        jam = open_jam(JamRequest(policy, jam_settings, tmp, teacher=teacher, mode="rejam",
+                                  header={"source": str(melody_path)}, simulated=True))
+        rec, planner, clock = jam.recorder, jam.planner, jam.clock
         n = len(mf.frames)
         for f in range(n + 1):
             while i < len(events) and (round(events[i][0]) <= f or f == n):  # heard in frame f, timed as played
@@ -68,16 +65,16 @@ def rejam(melody_path: str | Path, model: str | None, out: str | Path, settings:
                 i += 1
             if f == n:
                 break
-            performer.play(f, clock.time_of(f), planner.chord_for(f))
+            jam.performer.play(f, clock.time_of(f), planner.chord_for(f))
             result = planner.advance(*mf.frames[f])
             planner.idle()
             rec.melody_token(f, planner.history[-1][1])
             times.append(result.seconds * 1000)
         stats = {"frames": n, "plan_ms_median": float(np.median(times)) if times else 0.0,
                  "plan_ms_p99": float(np.percentile(times, 99)) if times else 0.0, "deadline_misses": 0}
-        out = rec.save(out, **stats)  # closes the journal once the files are written
-    return RejamReport(Path(out), n, performer.chords_struck, stats["plan_ms_median"], stats["plan_ms_p99"],
+        _, out = jam.finish(out, **stats)  # closes the journal once the files are written
+    return RejamReport(Path(out), n, jam.performer.chords_struck, stats["plan_ms_median"], stats["plan_ms_p99"],
                        time.perf_counter() - t_start)
 
 
-__all__ = ["RejamReport", "Voicing", "rejam"]
+__all__ = ["InputLimits", "RejamReport", "Voicing", "rejam"]

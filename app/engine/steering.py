@@ -32,7 +32,9 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from .card import Card
 from .key import ALL_KEYS, Key, KeyTracker
+from .knobs import Knob, declared
 
 FRAMES_PER_BEAT = 4
 RHYTHMS = ("auto", "any", "beat", "half", "bar")
@@ -42,40 +44,6 @@ AUTO_EXTRA_COST = {"bar": 0.0, "half": 0.5, "beat": 1.0}  # on top of change_cos
 
 class SteeringError(ValueError):
     """A steering value out of range or unknown; the message names the setting."""
-
-
-@dataclass(frozen=True)
-class Knob:
-    """One steering setting's limits and labels: the single declaration CLI flags and GUI controls come from."""
-
-    name: str
-    label: str  # a musician's words (the GUI)
-    help: str
-    lo: float | None = None
-    hi: float | None = None
-    choices: tuple[str, ...] | None = None
-
-    def problem(self, value: object) -> str | None:
-        """Why ``value`` is not allowed (choices or range; NaN is never in a range), or None when it is."""
-        if self.choices and value not in self.choices:
-            return f"choose one of {', '.join(self.choices)}"
-        if self.lo is not None and not (isinstance(value, (int, float)) and self.lo <= value <= self.hi):
-            return f"must be between {self.lo:g} and {self.hi:g}"
-        return None
-
-
-KNOBS: tuple[Knob, ...] = (
-    Knob("rhythm", "Chord changes", "where a chord may change: auto (beats, preferring bar lines), any 16th, "
-         "beat, half (bar and half bar) or bar", choices=RHYTHMS),
-    Knob("change_cost", "Change reluctance", "nats against changing chord at a bar line (auto adds more for weaker "
-         "beats); higher: fewer changes", 0.0, 8.0),
-    Knob("key", "Key", "auto (follow the melody), off, or a key to stay in: C, F#, Bb, Am ..."),
-    Knob("key_strength", "Stay in key", "nats per chord tone outside the key; 0: off", 0.0, 8.0),
-    Knob("melody_fit", "Melody fit", "nats for a chord whose tones hold all of the recent melody", 0.0, 8.0),
-    Knob("tonal_fit", "Tune fit", "nats for a chord whose tones hold all of the tune heard so far", 0.0, 8.0),
-    Knob("candidates", "Plan search", "chords drawn at each change point; the best steered one is played "
-         "(1: plain sampling)", 1, 16),
-)
 
 
 @dataclass(frozen=True)
@@ -109,23 +77,28 @@ class SteerSettings:
 
     def clamped(self) -> "SteerSettings":
         """Every value forced into its range (a saved setting from another build), defaults where it makes no sense."""
-        d, out = SteerSettings(), {}
-        for knob in KNOBS:
-            v = getattr(self, knob.name)
-            if knob.choices:
-                out[knob.name] = v if v in knob.choices else getattr(d, knob.name)
-            elif knob.lo is not None:
-                kind = type(getattr(d, knob.name))
-                try:
-                    out[knob.name] = kind(min(knob.hi, max(knob.lo, kind(v))))
-                except (TypeError, ValueError):
-                    out[knob.name] = getattr(d, knob.name)
+        out = {k.name: k.clamped(getattr(self, k.name)) for k in KNOBS if k.lo is not None or k.choices}
         key = self.key if isinstance(self.key, str) else "auto"
         try:
             key = key if key in ("auto", "off") else Key.parse(key).name
         except ValueError:
             key = "auto"
         return replace(self, **out, key=key)
+
+
+KNOBS: tuple[Knob, ...] = declared(
+    SteerSettings,
+    Knob("rhythm", "Chord changes", "where a chord may change: auto (beats, preferring bar lines), any 16th, "
+         "beat, half (bar and half bar) or bar", choices=RHYTHMS),
+    Knob("change_cost", "Change reluctance", "nats against changing chord at a bar line (auto adds more for weaker "
+         "beats); higher: fewer changes", 0.0, 8.0),
+    Knob("key", "Key", "auto (follow the melody), off, or a key to stay in: C, F#, Bb, Am ..."),
+    Knob("key_strength", "Stay in key", "nats per chord tone outside the key; 0: off", 0.0, 8.0),
+    Knob("melody_fit", "Melody fit", "nats for a chord whose tones hold all of the recent melody", 0.0, 8.0),
+    Knob("tonal_fit", "Tune fit", "nats for a chord whose tones hold all of the tune heard so far", 0.0, 8.0),
+    Knob("candidates", "Plan search", "chords drawn at each change point; the best steered one is played "
+         "(1: plain sampling)", 1, 16),
+)
 
 
 STEER_OFF = SteerSettings(rhythm="any", change_cost=0.0, key="off", key_strength=0.0, melody_fit=0.0, tonal_fit=0.0,
@@ -165,8 +138,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steer", default=DEFAULT_PRESET, choices=list(PRESETS),
                    help=f"safe <-> adventurous preset (default {DEFAULT_PRESET}); 'off': the raw policy")
     for knob in KNOBS:
-        kind = str if knob.choices or knob.lo is None else type(getattr(SteerSettings(), knob.name))
-        g.add_argument(f"--{knob.name.replace('_', '-')}", dest=f"steer_{knob.name}", type=kind, default=None,
+        g.add_argument(knob.option, dest=f"steer_{knob.name}", type=knob.kind, default=None,
                        choices=knob.choices, help=knob.help)
 
 
@@ -181,20 +153,18 @@ def from_args(args: argparse.Namespace) -> SteerSettings:
 class Steerer:
     """Turns settings + what the planner knows at frame g (previous chord, key, recent melody) into a prior [V]."""
 
-    def __init__(self, card: dict, settings: SteerSettings, bar_beats: float = 4.0, downbeat_frame: int = 0) -> None:
+    def __init__(self, card: Card, settings: SteerSettings, bar_beats: float = 4.0, downbeat_frame: int = 0) -> None:
         self.s = settings.checked()
-        tokens = card["tokens"]
-        v = len(tokens)
-        self.silence = int(card["special"]["silence"])
+        vocab = card.vocab
+        v = len(vocab)
+        self.silence = vocab.silence
         self.chord_of = np.full(v, -1, np.int64)  # chord index of a chord token, -1 otherwise
         self.onset = np.zeros(v, bool)
-        n_chords = 1 + max(t["chord"] for t in tokens if t["kind"] == "chord_on")
-        self.pcs = np.zeros((n_chords, 12), bool)
-        for t in tokens:
-            if t["kind"] in ("chord_on", "chord_hold"):
-                self.chord_of[t["id"]] = t["chord"]
-                self.onset[t["id"]] = t["kind"] == "chord_on"
-                self.pcs[t["chord"], t["pitch_classes"]] = True
+        self.pcs = np.zeros((vocab.n_chords, 12), bool)
+        for t in vocab.chord_info.values():
+            self.chord_of[t.id] = t.chord
+            self.onset[t.id] = t.is_onset
+            self.pcs[t.chord, list(t.pitch_classes)] = True
         self.is_chord = self.chord_of >= 0
         # chord tones outside each key: [24 keys, chords]
         self.out_of_key = np.stack([(self.pcs & ~k.scale()).sum(1) for k in ALL_KEYS]).astype(float)

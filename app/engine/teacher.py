@@ -25,14 +25,13 @@ class OnnxTeacher:
         if names != ["melody", "chords"]:
             raise BundleError(f"{bundle.onnx_path}: graph inputs {names} are not melody/chords")
         vocab = self.session.get_outputs()[0].shape[2]
-        if vocab != len(self.card["tokens"]):
+        if vocab != self.card.vocab_size:
             raise BundleError(f"{bundle.onnx_path}: graph vocabulary {vocab} does not match the card's token "
-                              f"table ({len(self.card['tokens'])} tokens)")
-        self.grammar = Grammar.from_table(self.card["tokens"])
-        special = self.card["special"]
-        self.bos, self.eos = int(special["bos"]), int(special["eos"])
-        self.context_frames = int(self.card.get("context_frames", 256))
-        silence = int(special["silence"])
+                              f"table ({self.card.vocab_size} tokens)")
+        self.grammar = Grammar.from_vocab(self.card.vocab)
+        self.bos, self.eos = self.card.vocab.bos, self.card.vocab.eos
+        self.context_frames = self.card.context_frames
+        silence = self.card.vocab.silence
         check_forward(lambda: self.logits([silence, silence], []))
 
     def intro_filler(self, seed: int, temperature: float = 1.0) -> Callable[[list[int]], list[int]]:

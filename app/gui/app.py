@@ -59,11 +59,12 @@ def save_png(image, path: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..engine.options import parse_args
     from ..recording.output import OutputError, check_target
     from .options import app_parser
 
     parser = app_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)  # --seconds against its range (engine/options.py)
     if args.screenshot and not (args.demo and args.seconds):
         parser.error("--screenshot needs --demo and --seconds")
     if args.screenshot:
@@ -71,8 +72,6 @@ def main(argv: list[str] | None = None) -> int:
             check_target(args.screenshot, PNG)
         except OutputError as e:
             parser.error(str(e))
-    if args.seconds is not None and args.seconds <= 0:
-        parser.error("--seconds must be positive")
     try:
         from PySide6.QtCore import QTimer
         from PySide6.QtWidgets import QApplication

@@ -1,7 +1,7 @@
 """The jam's lifecycle for the window: start, stop, switch model, panic, all off the GUI thread.
 
-The wiring is `comper jam`'s (``app/cli.py::_jam``): a policy, the intro teacher, sinks, a journal recorder with
-the same header, the clock made after the session so the count-in starts when the music can. Added here: the
+The jam is opened as `comper jam` opens it (``app/session.py``: ``open_jam``: the planner, the clock, the
+header, the journal, the session), with the window's sinks and the desktop's header fields. Added here: the
 metronome, the demo melody, and saving every jam into the sessions folder when it stops.
 
 A jam that fails by itself (NaN logits, an onnxruntime error, a dead engine thread: ``JamSession.fault``) is
@@ -20,7 +20,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from ..engine.live import JamSession, JamSettings, JamSnapshot
-from ..recording import Recorder, default_midi_path
+from ..session import JamRequest, RunningJam, open_jam
 from .background import Background
 from .demo import DemoPlayer
 from .metronome import Metronome, beat_frames
@@ -59,7 +59,7 @@ class JamController(QObject):
         self.metronome, self.demo, self.sessions_dir = metronome, demo, sessions_dir
         self.state = IDLE
         self.session: JamSession | None = None
-        self.recorder: Recorder | None = None
+        self.running: RunningJam | None = None
         self.config: JamConfig | None = None
         self.last_summary: dict | None = None
         self.last_saved: Path | None = None
@@ -79,7 +79,7 @@ class JamController(QObject):
         self.bg.submit("jam", lambda: self._start(config), self._started, self._start_failed)
         return True
 
-    def _start(self, config: JamConfig) -> tuple[JamSession, Recorder, dict]:
+    def _start(self, config: JamConfig) -> tuple[RunningJam, dict]:
         s, plan = config.settings, config.settings.plan
         policy = self.models.policy(config.model_path)
         teacher = self.models.teacher() if plan.listen > 0 else None
@@ -87,35 +87,23 @@ class JamController(QObject):
         if config.demo and plan.listen > 0 and teacher is None:
             # Without an intro teacher a policy conditioned on beats of "no chord" tends to stay silent (the
             # shipped MLE model does): the demo comps from the first beat instead.
-            plan = replace(plan, listen_beats=0)
-            s = replace(s, plan=plan)
+            s = replace(s, plan=replace(plan, listen_beats=0))
             note = "demo: no intro teacher is shipped, so the chords start at once"
-        session = JamSession(policy, s, self.sinks, teacher=teacher)
-        clock = session.make_clock()
-        bundle = policy.bundle
-        recorder = Recorder(self.sessions_dir(), {
-            "bpm": s.bpm, "meter": list(s.meter), "t0": clock.start, "model_name": bundle.name,
-            "model_sha256": bundle.card["onnx"]["sha256"], "seed": plan.seed, "plan": plan, "voicing": s.voicing,
-            "teacher": teacher.bundle.name if teacher else None, "mode": "jam", "programs": config.programs,
-            "input": "demo" if config.demo else "live", "app": "desktop"})
-        try:
-            session.recorder = session.performer.recorder = recorder
-            session.on_fault = lambda _: self._faulted.emit()
-            session.start(clock)
-        except BaseException:
-            recorder.close()
-            raise
-        self.router.session = session
+        header = {"programs": config.programs, "input": "demo" if config.demo else "live", "app": "desktop"}
+        running = open_jam(JamRequest(policy, s, self.sessions_dir(), self.sinks, teacher, header=header,
+                                      on_fault=lambda _: self._faulted.emit()))
+        self.router.session = running.session
         _, bar = beat_frames(s.meter)
-        self.metronome.start(clock, s.meter, round(s.count_in_beats * 4))
+        self.metronome.start(running.clock, s.meter, round(s.count_in_beats * 4))
         if config.demo:
-            self.demo.start(clock, bar)
-        info = {"model": bundle.name, "teacher": teacher.bundle.name if teacher else None,
-                "journal": str(recorder.path), "note": note}
-        return session, recorder, info
+            self.demo.start(running.clock, bar)
+        info = {"model": policy.bundle.name, "teacher": teacher.bundle.name if teacher else None,
+                "journal": str(running.recorder.path), "note": note}
+        return running, info
 
-    def _started(self, result: tuple[JamSession, Recorder, dict]) -> None:
-        self.session, self.recorder, info = result
+    def _started(self, result: tuple[RunningJam, dict]) -> None:
+        self.running, info = result
+        self.session = self.running.session
         self._set(RUNNING)
         self.started.emit(info)
         if self.session.failed.is_set():  # it failed while starting: its signal came before RUNNING
@@ -132,25 +120,24 @@ class JamController(QObject):
     def stop(self) -> bool:
         if self.state != RUNNING:
             return False
-        session, recorder = self.session, self.recorder
+        running = self.running
         self._set(STOPPING)
-        self.bg.submit("jam", lambda: self._stop(session, recorder), self._stopped, self._stop_failed)
+        self.bg.submit("jam", lambda: self._stop(running), self._stopped, self._stop_failed)
         return True
 
-    def _stop(self, session: JamSession, recorder: Recorder) -> tuple[dict, Path]:
+    def _stop(self, running: RunningJam) -> tuple[dict, Path]:
         self.demo.stop()
         self.router.drain(0.5)  # the last notes played reach the jam (and the recording) first
         self.router.session = None
         self.metronome.stop()
-        summary = session.stop()
-        saved = recorder.save(self.sessions_dir() / default_midi_path(recorder.path).name, **summary)
-        if session.fault is not None:  # the take is saved first, then the fault is said
-            summary = summary | {"error": str(session.fault)}
+        summary, saved = running.finish()  # into the sessions folder, beside its journal
+        if running.session.fault is not None:  # the take is saved first, then the fault is said
+            summary = summary | {"error": str(running.session.fault)}
         return summary, saved
 
     def _stopped(self, result: tuple[dict, Path]) -> None:
         self.last_summary, self.last_saved = result
-        self.session = self.recorder = None
+        self.session = self.running = None
         self._set(IDLE)
         summary, saved = result
         if summary.get("error"):
@@ -158,7 +145,7 @@ class JamController(QObject):
         self.stopped.emit(*result)
 
     def _stop_failed(self, e: BaseException) -> None:
-        self.session = self.recorder = None
+        self.session = self.running = None
         self._set(IDLE)
         self.failed.emit(f"the jam stopped with an error: {e}")
         self.stopped.emit({}, None)

@@ -9,18 +9,17 @@ elsewhere; the view polls ``snapshot()`` on a timer.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QEventLoop, QSettings, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QApplication, QLabel, QMainWindow, QSplitter, QStatusBar, QTabWidget, QVBoxLayout,
                                QWidget)
 
-from ..cli import sessions_dir
-from ..engine.bundle import resolve_model
-from ..engine.live import JamSettings
 from ..engine import steering
-from ..engine.planner import PlanSettings
-from ..recording import Recovery, recover_all
+from ..engine.bundle import resolve_model
+from ..recording import Recovery
+from ..session import recover_unfinished, sessions_dir
 from . import style
 from .audio import MixSink, SynthHost
 from .background import Background
@@ -47,7 +46,8 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setWindowTitle("Comper")
         self.store = store if store is not None else open_store()
-        self.s: AppSettings = load_settings(self.store)
+        self.settings_notes: list[str] = []  # saved values that were out of range, and what is used instead
+        self.s: AppSettings = load_settings(self.store, self.settings_notes)
         self.demo_mode = demo
         self.is_ready = False
         self._pending_startup = {"model", "synth"}
@@ -117,6 +117,8 @@ class MainWindow(QMainWindow):
             self.splitter.restoreState(QByteArray.fromHex(s.splitter.encode()))
         self._keys_changed()
         self._show_status()
+        if self.settings_notes:
+            self.say("settings: " + "; ".join(self.settings_notes), 0)
         self.transport.set_running(IDLE)
 
         # --- wiring ------------------------------------------------------------------------------------------
@@ -289,11 +291,8 @@ class MainWindow(QMainWindow):
 
     def jam_config(self, demo: bool = False) -> JamConfig:
         s = self.s
-        plan = PlanSettings(lookahead_beats=s.lookahead_beats, commit_beats=s.commit_beats,
-                            listen_beats=s.listen_beats, temperature=s.temperature, seed=new_seed(),
-                            steer=steering.compose(s.steer_style, s.steer_rhythm, s.steer_key))
-        settings = JamSettings(bpm=s.bpm, meter=s.meter_tuple, count_in_bars=s.count_in_bars, plan=plan)
-        return JamConfig(s.model, settings, {p: s.program(p) for p in PARTS}, demo)
+        plan = replace(s.jam.plan, seed=new_seed(), steer=steering.compose(s.steer_style, s.steer_rhythm, s.steer_key))
+        return JamConfig(s.model, replace(s.jam, plan=plan), {p: s.program(p) for p in PARTS}, demo)
 
     def start_jam(self, demo: bool = False) -> bool:
         if not self.s.model:
@@ -431,7 +430,7 @@ class MainWindow(QMainWindow):
     def _recover_unfinished(self) -> list[Recovery]:
         """Journals a crash left unfinished become saved sessions (before anything new is recorded); each on its
         own: one that cannot be saved is skipped and said, never stopping the others."""
-        return recover_all(sessions_dir())
+        return recover_unfinished()
 
     def _recovered(self, results: list[Recovery]) -> None:
         saved = [r for r in results if r.written]

@@ -7,12 +7,12 @@ the onnxruntime session happen in ``policy()``, on a background lane, and are ca
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..engine.bundle import DEFAULT_PREFERENCE, load_bundle, shipped_bundles, shipped_teacher
+from ..engine.bundle import DEFAULT_PREFERENCE, BundleError, load_bundle, shipped_bundles, shipped_teacher
+from ..engine.card import Card
 from ..engine.policy import OnnxPolicy
 from ..engine.teacher import OnnxTeacher
 
@@ -25,27 +25,25 @@ class ModelEntry:
     error: str | None = None  # why the card cannot be read (listed, not playable)
 
 
-def describe(card: dict) -> str:
+def describe(card: Card) -> str:
     """A short line for the picker: the card's own description, else stage and size."""
-    if card.get("description"):
-        return str(card["description"]).splitlines()[0]
+    if card.description:
+        return card.description.splitlines()[0]
     parts = []
-    stage = (card.get("training") or {}).get("stage")
-    if stage:
-        parts.append(stage.upper())
-    params = (card.get("model") or {}).get("parameters")
-    if params:
-        parts.append(f"{params / 1e6:.1f}M parameters")
+    if card.stage:
+        parts.append(card.stage.upper())
+    if card.parameters:
+        parts.append(f"{card.parameters / 1e6:.1f}M parameters")
     return ", ".join(parts) or "no description"
 
 
 def read_entry(card_path: str | Path) -> ModelEntry:
     p = Path(card_path)
     try:
-        card = json.loads(p.read_text(encoding="utf-8"))
-        return ModelEntry(str(p), card.get("name", p.stem), describe(card), card.get("role", "online_policy"))
-    except (OSError, ValueError, AttributeError) as e:
-        return ModelEntry(str(p), p.stem, "unreadable card", "unknown", f"{p}: {e}")
+        card = Card.load(p)
+        return ModelEntry(str(p), card.name, describe(card), card.role)
+    except BundleError as e:
+        return ModelEntry(str(p), p.stem, "unreadable card", "unknown", str(e))
 
 
 def list_models() -> list[ModelEntry]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 
+from ..engine.options import add_arguments, knob
+
 
 def add_app_options(p: argparse.ArgumentParser) -> None:
     """Options of the desktop app (used when no subcommand is given)."""
     p.add_argument("--demo", action="store_true",
                    help="open the app and jam on the bundled demo melody (assets/melodies/ode_to_joy.mid)")
-    p.add_argument("--seconds", type=float, help="with --demo: stop after this long, save the session and exit")
+    add_arguments(p, [knob("seconds")], unset={"seconds": "with --demo: then the session is saved and the app exits"})
     p.add_argument("--screenshot", metavar="FILE.png",
                    help="with --demo --seconds: save a screenshot of the window just before the jam stops")
 

@@ -1,8 +1,10 @@
-"""What the musician set up, kept between runs: one dataclass, stored field by field in QSettings.
+"""What the musician set up, kept between runs: one dataclass, stored value by value in QSettings.
 
-Why a dataclass: the rest of the app reads typed values (``s.bpm``), never QSettings' strings, and a value a
+Why a dataclass: the rest of the app reads typed values (``s.jam.bpm``), never QSettings' strings, and a value a
 newer or older build wrote that does not fit (a metronome mode we do not know, a tempo out of range) falls back
-to the default instead of breaking the start-up.
+to the default, or is clamped into its range, with a note, instead of breaking the start-up. The jam's part is
+the engine's ``JamSettings``; its ranges, and those of the window's own preferences (``APP_KNOBS``), are tables
+of ``Knob`` s (``engine/options.py`` says how to add one). The keys are the ones older builds wrote.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from dataclasses import dataclass, fields, replace
 
 from PySide6.QtCore import QSettings
 
-from ..engine import steering
+from ..engine import options, steering
+from ..engine.knobs import Knob, clamp_all, declared
+from ..engine.options import JamSettings
 
 METRONOME_MODES = ("off", "count-in", "always")
 METERS = ("2/4", "3/4", "4/4", "5/4", "6/8", "12/8")
@@ -22,15 +26,10 @@ SETTINGS_ENV = "COMPER_SETTINGS"  # an .ini file to use instead of the platform'
 
 @dataclass
 class AppSettings:
-    # transport
-    bpm: float = 100.0
-    meter: str = "4/4"
-    count_in_bars: int = 1
+    # the jam: tempo, meter, count-in and the planning settings, the engine's own type; what the window shows and
+    # saves of it, and the ranges, are ``options.GUI_KNOBS`` (saved under the knobs' names: ``bpm``, ...)
+    jam: JamSettings = JamSettings()
     metronome: str = "count-in"
-    listen_beats: float = 8.0
-    lookahead_beats: float = 4.0
-    commit_beats: float = 4.0
-    temperature: float = 1.1  # the engine's default (PlanSettings)
     steer_style: str = steering.DEFAULT_PRESET  # safe <-> adventurous (steering.PRESETS)
     steer_rhythm: str = "auto"  # where chords may change (steering.RHYTHMS)
     steer_key: str = "auto"  # auto: follow the melody; off; or a key name
@@ -53,47 +52,53 @@ class AppSettings:
     geometry: str = ""  # hex of QWidget.saveGeometry()
     splitter: str = ""
 
-    @property
-    def meter_tuple(self) -> tuple[int, int]:
-        num, den = self.meter.split("/")
-        return int(num), int(den)
-
     def program(self, part: str) -> int:
         return getattr(self, f"program_{part}")
 
     def volume(self, part: str) -> int:
         return getattr(self, f"volume_{part}")
 
-    def sanitized(self) -> "AppSettings":
-        """The same settings with every value forced into its valid range (defaults where it makes no sense)."""
-        d = AppSettings()
+    def sanitized(self, notes: list[str] | None = None) -> "AppSettings":
+        """The same settings with every value forced into its valid range (defaults where it makes no sense);
+        ``notes`` gets a line for each value changed."""
+        jam, said = options.clamped(self.jam)
+        own, own_said = clamp_all(APP_KNOBS, {k.name: getattr(self, k.name) for k in APP_KNOBS})
+        if notes is not None:
+            notes += said + own_said
         steer = steering.compose("balanced", self.steer_rhythm, self.steer_key)
+        return replace(self, jam=jam, **own, steer_rhythm=steer.rhythm, steer_key=steer.key)
 
-        def clamp(x, lo, hi):
-            return min(hi, max(lo, x))
 
-        return replace(
-            self,
-            bpm=clamp(self.bpm, 30.0, 300.0),
-            meter=self.meter if self.meter in METERS else d.meter,
-            count_in_bars=clamp(self.count_in_bars, 0, 4),
-            metronome=self.metronome if self.metronome in METRONOME_MODES else d.metronome,
-            listen_beats=clamp(self.listen_beats, 0.0, 64.0),
-            lookahead_beats=clamp(self.lookahead_beats, 0.25, 16.0),
-            commit_beats=clamp(self.commit_beats, 0.25, 16.0),
-            temperature=clamp(self.temperature, 0.05, 3.0),
-            steer_style=self.steer_style if self.steer_style in steering.PRESETS else d.steer_style,
-            steer_rhythm=steer.rhythm,
-            steer_key=steer.key,
-            program_melody=clamp(self.program_melody, 0, 127),
-            program_chords=clamp(self.program_chords, 0, 127),
-            program_bass=clamp(self.program_bass, 0, 127),
-            volume_melody=clamp(self.volume_melody, 0, 100),
-            volume_chords=clamp(self.volume_chords, 0, 100),
-            volume_bass=clamp(self.volume_bass, 0, 100),
-            octave=clamp(self.octave, 0, 8),
-            velocity=clamp(self.velocity, 1, 127),
-        )
+APP_KNOBS: tuple[Knob, ...] = declared(  # the window's own preferences: no command-line flag
+    AppSettings,
+    Knob("metronome", "Metronome", "when the metronome clicks", choices=METRONOME_MODES, flag=None),
+    Knob("steer_style", "Style", "safe <-> adventurous", choices=tuple(steering.PRESETS), flag=None),
+    *(Knob(f"program_{part}", f"{part.capitalize()} sound", "General MIDI program", 0, 127, flag=None)
+      for part in PARTS),
+    *(Knob(f"volume_{part}", f"{part.capitalize()} volume", "volume", 0, 100, unit="%", flag=None)
+      for part in PARTS),
+    Knob("octave", "Octave", "the A key plays C of this octave", 0, 8, flag=None),
+    Knob("velocity", "Velocity", "the computer keyboard's velocity", 1, 127, flag=None),
+)
+
+
+def _meter_name(meter: tuple[int, int]) -> str:
+    return f"{meter[0]}/{meter[1]}"
+
+
+def stored(s: AppSettings) -> dict[str, object]:
+    """What is saved, by key: the jam's ``GUI_KNOBS`` and its meter ("3/4"), then every other field."""
+    out: dict[str, object] = dict(options.values(s.jam))
+    out["meter"] = _meter_name(s.jam.meter)
+    out |= {f.name: getattr(s, f.name) for f in fields(AppSettings) if f.name != "jam"}
+    return out
+
+
+def _from_stored(values: dict[str, object]) -> AppSettings:
+    num, den = str(values.pop("meter")).split("/")
+    jam = options.with_values(replace(JamSettings(), meter=(int(num), int(den))),
+                              {k.name: values.pop(k.name) for k in options.GUI_KNOBS})
+    return AppSettings(jam=jam, **values)
 
 
 def open_store(path: str | os.PathLike | None = None) -> QSettings:
@@ -104,32 +109,41 @@ def open_store(path: str | os.PathLike | None = None) -> QSettings:
     return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, "Comper", "Comper")
 
 
-def _convert(raw, default):
-    if isinstance(default, bool):  # ini files give "true"/"false"
+def _convert(raw, kind: type):
+    if kind is bool:  # ini files give "true"/"false"
         return raw if isinstance(raw, bool) else str(raw).strip().lower() in ("1", "true", "yes", "on")
-    return type(default)(raw)
+    return int(float(raw)) if kind is int else kind(raw)
 
 
-def load_settings(store: QSettings) -> AppSettings:
-    """Read every field; a missing or unreadable value keeps its default."""
-    s = AppSettings()
-    for f in fields(AppSettings):
-        raw = store.value(f.name)
+def load_settings(store: QSettings, notes: list[str] | None = None) -> AppSettings:
+    """Read every saved value; a missing or unreadable one keeps its default, one out of range is clamped
+    (``notes`` gets a line for each value not taken as it was)."""
+    kinds = {k.name: k.kind for k in options.GUI_KNOBS}
+    values = stored(AppSettings())
+    said: list[str] = []
+    for key, default in values.items():
+        raw = store.value(key)
         if raw is None:
             continue
         try:
-            setattr(s, f.name, _convert(raw, getattr(s, f.name)))
-        except (TypeError, ValueError):
-            pass
+            values[key] = _convert(raw, kinds.get(key, type(default)))
+        except (TypeError, ValueError, OverflowError):
+            said.append(f"{key} {raw!r} is not a {kinds.get(key, type(default)).__name__}; {default!r} is used")
+    if values["meter"] not in METERS:
+        said.append(f"meter {values['meter']!r}: choose one of {', '.join(METERS)}; 4/4 is used")
+        values["meter"] = _meter_name(JamSettings().meter)
     try:
-        return s.sanitized()
+        s = _from_stored(values).sanitized(said)
     except ValueError:
-        return AppSettings()
+        s, said = AppSettings(), said + ["the saved settings make no sense: the defaults are used"]
+    if notes is not None:
+        notes += said
+    return s
 
 
 def save_settings(s: AppSettings, store: QSettings, sync: bool = True) -> None:
-    """Write every field; ``sync`` flushes to disk now (Qt also flushes by itself from the event loop)."""
-    for f in fields(AppSettings):
-        store.setValue(f.name, getattr(s, f.name))
+    """Write every value; ``sync`` flushes to disk now (Qt also flushes by itself from the event loop)."""
+    for key, value in stored(s).items():
+        store.setValue(key, value)
     if sync:
         store.sync()

@@ -1,5 +1,6 @@
 """Transport: start/stop, tempo (with tap tempo), meter, count-in, metronome, the feel of the accompaniment
-(listen-first beats, lookahead, commit, temperature) and the model picker.
+(listen-first beats, lookahead, commit, temperature: every ``gui`` knob of ``engine/options.py``, laid out from
+that table with its range, step and unit) and the model picker.
 
 Tempo, meter and the planning settings shape a whole jam, so they are locked while one runs (they apply to the
 next); the metronome mode and the model can change mid-jam (a new model takes over at the next bar line).
@@ -8,13 +9,15 @@ next); the metronome mode and the model can change mid-jam (a new model takes ov
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel,
                                QPushButton, QSpinBox, QWidget)
 
-from ..engine import steering
+from ..engine import options, steering
 from ..engine.key import ALL_KEYS
+from ..engine.knobs import Knob
 from .models import ModelEntry
 from .settings import METERS, METRONOME_MODES, AppSettings
 
@@ -48,12 +51,16 @@ def _knob_help(name: str) -> str:
     return next(k.help for k in steering.KNOBS if k.name == name)
 
 
-def _spin(lo: float, hi: float, step: float, decimals: int, suffix: str = "") -> QDoubleSpinBox:
-    box = QDoubleSpinBox()
-    box.setRange(lo, hi)
-    box.setSingleStep(step)
-    box.setDecimals(decimals)
-    box.setSuffix(suffix)
+def knob_box(knob: Knob) -> QSpinBox | QDoubleSpinBox:
+    """The control of a numeric knob: its range, step, unit and help, from the table."""
+    box = QSpinBox() if knob.kind is int else QDoubleSpinBox()
+    if knob.kind is not int:
+        box.setDecimals(knob.decimals)
+    box.setRange(knob.lo, knob.hi)
+    box.setSingleStep(knob.step)
+    box.setSuffix(f" {knob.unit}" if knob.unit else "")
+    box.setProperty("help", knob.help)
+    box.setToolTip(knob.help)
     box.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
     box.setKeyboardTracking(False)
     return box
@@ -70,21 +77,18 @@ class TransportPanel(QWidget):
         self.start_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.start_button.setMinimumWidth(110)
         self.start_button.setStyleSheet("QPushButton { font-size: 16px; font-weight: bold; padding: 6px 14px; }")
-        self.tempo = _spin(30, 300, 1, 1, " bpm")
+        # one control per knob of the table, by name; the tempo, count-in and the four below have names here too
+        self.controls = {k.name: knob_box(k) for k in options.GUI_KNOBS}
+        c = self.controls
+        self.tempo, self.count_in = c["bpm"], c["count_in_bars"]
+        self.listen, self.lookahead = c["listen_beats"], c["lookahead_beats"]
+        self.commit, self.temperature = c["commit_beats"], c["temperature"]
         self.tap = QPushButton("Tap")
         self.tap.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.meter = QComboBox()
         self.meter.addItems(METERS)
-        self.count_in = QSpinBox()
-        self.count_in.setRange(0, 4)
-        self.count_in.setSuffix(" bar(s)")
-        self.count_in.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.metronome = QComboBox()
         self.metronome.addItems(METRONOME_MODES)
-        self.listen = _spin(0, 64, 1, 1, " beats")
-        self.lookahead = _spin(0.25, 16, 0.5, 2, " beats")
-        self.commit = _spin(0.25, 16, 0.5, 2, " beats")
-        self.temperature = _spin(0.05, 3.0, 0.05, 2)
         # steering: a musician's three controls (engine/steering.py holds what they mean)
         self.style = QComboBox()
         for name in ("off", "adventurous", "balanced", "safe"):
@@ -111,10 +115,11 @@ class TransportPanel(QWidget):
 
         grid = QGridLayout(self)
         grid.setContentsMargins(8, 6, 8, 6)
-        row0 = [(None, self.start_button), ("Tempo", _pair(self.tempo, self.tap)), ("Meter", self.meter),
-                ("Count-in", self.count_in), ("Metronome", self.metronome), ("Model", self.model)]
-        row1 = [(None, self.model_note), ("Listen first", self.listen), ("Lookahead", self.lookahead),
-                ("Commit", self.commit), ("Temperature", self.temperature)]
+        tempo, count_in = options.knob("bpm"), options.knob("count_in_bars")
+        row0 = [(None, self.start_button), (tempo.label, _pair(self.tempo, self.tap)), ("Meter", self.meter),
+                (count_in.label, self.count_in), ("Metronome", self.metronome), ("Model", self.model)]
+        row1 = [(None, self.model_note)] + [(k.label, self.controls[k.name]) for k in options.GUI_KNOBS
+                                            if k.name not in ("bpm", "count_in_bars")]
         row2 = [(None, QWidget()), ("Style", self.style), (_knob_label("rhythm"), self.rhythm),
                 (_knob_label("key"), self.key)]
         for r, row in enumerate((row0, row1, row2)):
@@ -134,9 +139,12 @@ class TransportPanel(QWidget):
         self._tapper = TapTempo()
         self.start_button.clicked.connect(self.start_stop)
         self.tap.clicked.connect(self._tap)
-        for box in (self.tempo, self.listen, self.lookahead, self.commit, self.temperature):
+        for box in self.controls.values():
             box.valueChanged.connect(self.changed)
-        self.count_in.valueChanged.connect(self.changed)
+        for rule in options.RULES:  # e.g. the commit follows the lookahead down, and stops at it going up
+            a, b = self.controls[rule.name], self.controls[rule.limit]
+            for box in (a, b):
+                box.valueChanged.connect(lambda _=None, a=a, b=b: a.setValue(min(a.value(), b.value())))
         self.meter.currentIndexChanged.connect(self.changed)
         self.metronome.currentIndexChanged.connect(self.changed)
         for combo in (self.style, self.rhythm, self.key):
@@ -145,14 +153,10 @@ class TransportPanel(QWidget):
         self.model.activated.connect(self._model_activated)
 
     def load(self, s: AppSettings) -> None:
-        self.tempo.setValue(s.bpm)
-        self.meter.setCurrentText(s.meter)
-        self.count_in.setValue(s.count_in_bars)
+        for name, value in options.values(s.jam).items():
+            self.controls[name].setValue(value)
+        self.meter.setCurrentText(f"{s.jam.meter[0]}/{s.jam.meter[1]}")
         self.metronome.setCurrentText(s.metronome)
-        self.listen.setValue(s.listen_beats)
-        self.lookahead.setValue(s.lookahead_beats)
-        self.commit.setValue(s.commit_beats)
-        self.temperature.setValue(s.temperature)
         for combo, value in ((self.style, s.steer_style), (self.rhythm, s.steer_rhythm), (self.key, s.steer_key)):
             i = combo.findData(value)
             combo.setCurrentIndex(max(0, i))
@@ -165,10 +169,10 @@ class TransportPanel(QWidget):
         self.key.setEnabled(on)
 
     def apply_to(self, s: AppSettings) -> None:
-        s.bpm, s.meter, s.count_in_bars = self.tempo.value(), self.meter.currentText(), self.count_in.value()
-        s.metronome, s.listen_beats = self.metronome.currentText(), self.listen.value()
-        s.lookahead_beats, s.commit_beats = self.lookahead.value(), self.commit.value()
-        s.temperature = self.temperature.value()
+        num, den = self.meter.currentText().split("/")
+        s.jam = options.with_values(replace(s.jam, meter=(int(num), int(den))),
+                                    {name: box.value() for name, box in self.controls.items()})
+        s.metronome = self.metronome.currentText()
         s.steer_style, s.steer_rhythm = self.style.currentData(), self.rhythm.currentData()
         s.steer_key = self.key.currentData()
 
@@ -178,8 +182,7 @@ class TransportPanel(QWidget):
         self.start_button.setText({"idle": "Start", "running": "Stop", "starting": "Starting…",
                                    "stopping": "Saving…"}[state])
         self.start_button.setEnabled(state in ("idle", "running"))
-        for w in (self.tempo, self.tap, self.meter, self.count_in, self.listen, self.lookahead, self.commit,
-                  self.temperature, self.style, self.rhythm, self.key):
+        for w in (*self.controls.values(), self.tap, self.meter, self.style, self.rhythm, self.key):
             w.setEnabled(idle)
             help_text = w.property("help") or ""
             w.setToolTip(help_text if idle else f"{help_text} (applies to the next jam)".strip())
@@ -232,7 +235,7 @@ class TransportPanel(QWidget):
     def _tap(self) -> None:
         bpm = self._tapper.tap()
         if bpm is not None:
-            self.tempo.setValue(min(300.0, max(30.0, bpm)))
+            self.tempo.setValue(options.knob("bpm").clamped(bpm))
 
 
 def _pair(a: QWidget, b: QWidget) -> QWidget:

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from ..engine.vocab import Token
 from ..engine.voicing import VoicingSettings, voice
 
 PLAYED, COMMITTED, TENTATIVE = "played", "committed", "tentative"
@@ -88,7 +89,8 @@ def display_voicing(root: int, pitch_classes: tuple[int, ...]) -> tuple[int | No
     return v.bass, v.notes
 
 
-def chord_blocks(frames: dict[int, tuple[int, bool]], position: float, chord_info: dict) -> list[ChordBlock]:
+def chord_blocks(frames: dict[int, tuple[int, bool]], position: float,
+                 chord_info: dict[int, Token]) -> list[ChordBlock]:
     """Frame -> (token, committed) into blocks: a block ends where the chord changes, is struck again, or passes
     from promised to tentative; silence (tokens without chord info) draws nothing. A promised block wholly in
     the past is PLAYED (drawn dimmer); one that sounds now stays one solid block across the now line."""
@@ -102,14 +104,14 @@ def chord_blocks(frames: dict[int, tuple[int, bool]], position: float, chord_inf
                 blocks.append(_block(cur, position))
                 cur = None
             continue
-        strike = info["kind"] == "chord_on"
-        contiguous = cur is not None and cur[1] == f and cur[2] == info["chord"]
+        strike = info.is_onset
+        contiguous = cur is not None and cur[1] == f and cur[2] == info.chord
         if contiguous and not strike and cur[4] == committed:
             cur[1] = f + 1
             continue
         if cur:
             blocks.append(_block(cur, position))
-        cur = [f, f + 1, info["chord"], info, committed, not contiguous or strike]
+        cur = [f, f + 1, info.chord, info, committed, not contiguous or strike]
     if cur:
         blocks.append(_block(cur, position))
     return blocks
@@ -118,11 +120,11 @@ def chord_blocks(frames: dict[int, tuple[int, bool]], position: float, chord_inf
 def _block(cur: list, position: float) -> ChordBlock:
     start, end, chord, info, committed, onset = cur
     state = TENTATIVE if not committed else (PLAYED if end <= position else COMMITTED)
-    bass, notes = display_voicing(int(info["root"]), tuple(info["pitch_classes"]))
-    return ChordBlock(start, end, chord, info["symbol"], bass, notes, state, onset)
+    bass, notes = display_voicing(info.root, info.pitch_classes)
+    return ChordBlock(start, end, chord, info.symbol, bass, notes, state, onset)
 
 
-def from_snapshot(snap, chord_info: dict) -> ViewState:
+def from_snapshot(snap, chord_info: dict[int, Token]) -> ViewState:
     """A ``JamSnapshot`` into what the view draws (committed entries win over tentative ones for a frame)."""
     frames: dict[int, tuple[int, bool]] = {}
     for f, tok, committed in snap.chords:

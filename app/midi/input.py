@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Collection, Iterable, Literal
 
+from app.midi.output import ALL_NOTES_OFF, ALL_SOUND_OFF
 from app.midi.parser import StreamParser
 from app.midi.ports import open_input
 from app.midi.reconnecting import ReconnectingPort
@@ -34,7 +35,8 @@ class InputStats:
     out_of_range: int = 0  # notes outside the keyboard range
     other_channel: int = 0  # notes on channels the filter excludes
     stray_bytes: int = 0  # data bytes with no status, abandoned partial messages
-    released: int = 0  # note-offs made up for notes still held when the port vanished or closed
+    released: int = 0  # note-offs made up for held notes: the port vanished or closed, or All Notes/Sound Off
+    all_off: int = 0  # All Sound Off (CC120) and All Notes Off (CC123) messages honoured
     disconnects: int = 0
     reconnects: int = 0
 
@@ -42,7 +44,9 @@ class InputStats:
 @dataclass
 class NoteFilter:
     """Turns raw MIDI bytes into NoteEvents: velocity-0 note-on is a note-off, every delivered note-on gets one
-    note-off, everything else (and notes outside the range or channels) is dropped and counted. No I/O."""
+    note-off, All Sound Off (CC120) and All Notes Off (CC123) end every note held on their channel (a keyboard's
+    panic button: the thru note and the melody the model hears stop with it), everything else (and notes outside
+    the range or channels) is dropped and counted. No I/O."""
 
     callback: Callable[[NoteEvent], None]
     channels: frozenset[int] | None = None
@@ -68,16 +72,20 @@ class NoteFilter:
             for msg in messages:
                 self._message(msg, t)
 
-    def release_all(self, t: float) -> None:
-        """End every held note (the port went away, or we stop listening)."""
+    def release_all(self, t: float, channel: int | None = None) -> None:
+        """End every held note (the port went away, or we stop listening), or those on ``channel``."""
         with self._lock:
-            for channel, pitch in list(self._held):
-                del self._held[(channel, pitch)]
+            for key in [k for k in self._held if channel is None or k[0] == channel]:
+                del self._held[key]
                 self.stats.released += 1
-                self.callback(NoteEvent(t, "off", pitch, 0, channel))
+                self.callback(NoteEvent(t, "off", key[1], 0, key[0]))
 
     def _message(self, msg: tuple[int, ...], t: float) -> None:
         kind = msg[0] & 0xF0
+        if kind == 0xB0 and len(msg) == 3 and msg[1] in (ALL_SOUND_OFF, ALL_NOTES_OFF):
+            self.stats.all_off += 1
+            self.release_all(t, msg[0] & 0x0F)
+            return
         if kind not in (0x80, 0x90) or len(msg) != 3:
             self.stats.ignored += 1
             return

@@ -5,8 +5,9 @@ things (a sidecar overwrote a model card, a MIDI file its own sidecar, a device 
 ``x.mid.tmp`` or a MIDI file without its sidecar, a killed render left half a WAV under the real name). Here:
 
 - a path the user named is checked before anything runs: a new path or a regular file with the expected suffix is
-  written; a folder, a device or other special file, or one of Comper's own files (a model graph or card, a
-  journal, a session sidecar) is refused with one line naming the path and the reason;
+  written; a folder, a device or other special file, one of Comper's own files (a model graph or card, a
+  journal, a session sidecar), or the input the command reads (``comper rejam in.mid -o in.mid``) is refused with
+  one line naming the path and the reason;
 - every file goes to a temporary file in the target's folder, is fsynced, and only then replaces the target with
   ``os.replace`` (atomic: the name holds the old file or the complete new one, never part of one);
 - files written together (a MIDI file and its sidecar) are all complete before the first replace, so a failure
@@ -84,8 +85,17 @@ def _own_file(path: Path) -> str | None:
     return None
 
 
-def check_target(path: str | os.PathLike, suffixes: Sequence[str]) -> Path:
+def _same_file(a: Path, b: str | os.PathLike) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either is missing or unreadable: not the same existing file
+        return False
+
+
+def check_target(path: str | os.PathLike, suffixes: Sequence[str],
+                 inputs: Sequence[str | os.PathLike] = ()) -> Path:
     """Refuse (``OutputError``) a user-named output that must not be written; returns it as a ``Path``.
+    ``inputs``: the files the command reads, never replaced by what it writes (by any name: links too).
 
     Called before the work starts (a jam, a re-jam, a render), so a refused path costs nothing."""
     path = Path(path)
@@ -97,6 +107,8 @@ def check_target(path: str | os.PathLike, suffixes: Sequence[str]) -> Path:
         raise OutputError(f"{path}: not written: {why}")
     if not path.name.lower().endswith(tuple(suffixes)):
         raise OutputError(f"{path}: not written: the name must end in {' or '.join(suffixes)}")
+    if any(_same_file(path, src) for src in inputs):
+        raise OutputError(f"{path}: not written: it is the input file")
     return path
 
 

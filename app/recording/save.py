@@ -33,6 +33,7 @@ from .output import MIDI, check_target, sidecar_path, write_together
 TICKS_PER_BEAT = 480
 TRACKS = (("Melody", MELODY), ("Chords", CHORDS), ("Bass", BASS))
 TIMED = ("on", "off", "chord")  # the events that sound; other kinds (and later versions' kinds) are not placed
+MAX_TICK = 0x0FFFFFFF  # the largest delta time a MIDI file can hold (a 4-byte variable-length number)
 Note = tuple[int, int, int, int]  # (on_tick, off_tick, pitch, velocity)
 
 
@@ -49,6 +50,17 @@ class _Timeline:
         if t0 is None:
             first = next((e for e in timed if e["e"] == "chord"), timed[0] if timed else None)
             t0 = first["t"] - first["f"] * frame_s if first else 0.0
+        # An event further from frame 0 than half of what a MIDI file can hold (lead-in included) has a corrupt
+        # time (a journal edited by hand, another clock): it is left out and said, not written as a file no
+        # program reads (at 120 bpm that is 38 hours either side).
+        span = MAX_TICK / 2 / TICKS_PER_BEAT * 60.0 / self.bpm
+        self.events = [e for e in timed if abs(e["t"] - t0) <= span]
+        if len(self.events) < len(timed):
+            problem = (f"{len(timed) - len(self.events)} event(s) timed more than {span / 3600:.0f} hours from the "
+                       f"session's start; left out")
+            if problem not in journal.problems:
+                journal.problems.append(problem)
+        timed = self.events
         earliest = min((e["t"] for e in timed), default=t0)
         bar_s = num * (4.0 / den) * 60.0 / self.bpm
         self.lead_in_bars = max(0, math.ceil((t0 - earliest) / bar_s - 1e-9))
@@ -66,7 +78,7 @@ def _collect(journal: Journal, tl: _Timeline) -> tuple[dict[str, list[Note]], li
     chord_open: list[tuple[str, int, int, int]] = []  # (track, pitch, on_tick, velocity)
     chord_key: tuple[int | None, tuple[int, ...]] | None = None
     chord_symbol: str | None = None
-    events = sorted((e for e in journal.events if e["e"] in TIMED), key=lambda e: e["t"])  # stable on ties
+    events = sorted(tl.events, key=lambda e: e["t"])  # stable on ties
     end = 0
 
     def end_chord(tick: int) -> None:

@@ -8,17 +8,23 @@ not drift), and the audio is streamed to the WAV in chunks, so an hour-long sess
 A tail is rendered after the last event so releases and reverb ring out instead of being cut. The chunks go into
 the output writer's temporary file (``app.recording.output``): a kill, a full disk or a bad input never leaves
 part of a WAV under the target's name.
+
+The input goes through the checks every user-named MIDI file does (``engine.midifile.load_midi``): with
+``limits`` (``comper render`` passes them; a session the app recorded itself is rendered whatever its length) a
+file too big or too long is refused before the soundfont loads or the WAV is opened; a tempo-0 event is dropped
+with a warning (``RenderInfo.warnings``); a type-2 file plays its patterns in sequence (``in_sequence``).
 """
 
 from __future__ import annotations
 
 import os
 import wave
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mido
 
+from ..engine.midifile import InputLimits, check_minutes, in_sequence, load_midi
 from ..recording.output import WAV, check_target, write_together
 from . import fluid
 from .soundfont import find_soundfont
@@ -38,18 +44,24 @@ class RenderInfo:
     samples: int  # per channel
     notes: int  # note-ons played
     peak: int  # largest absolute 16-bit sample (0 means it rendered silence)
+    warnings: list[str] = field(default_factory=list)  # what was odd in the input but repaired, one line each
 
     @property
     def seconds(self) -> float:
         return self.samples / self.sample_rate
 
 
-def _load_midi(path: Path) -> mido.MidiFile:
+def _load_midi(path: Path, limits: InputLimits | None = None) -> tuple[mido.MidiFile, list[str]]:
+    """The file to play (type 2: its patterns in sequence) and the warnings; ``RenderError`` names a file that is
+    unreadable, too big or too long."""
+    mid, warnings = load_midi(path, limits, RenderError)
+    mid = in_sequence(mid)
     try:
-        return mido.MidiFile(str(path))
-    except Exception as exc:  # mido raises OSError, EOFError, KeyError, ValueError ... on bad data
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise RenderError(f"{path}: not a readable MIDI file ({detail})") from None
+        seconds = mid.length  # walks the events once: cheap next to rendering them
+    except Exception as exc:  # noqa: BLE001 - mido's own checks on odd files
+        raise RenderError(f"{path}: cannot be played ({type(exc).__name__}: {exc})") from None
+    check_minutes(path, seconds, limits, RenderError)
+    return mid, warnings
 
 
 def _stream(mid: mido.MidiFile, synth, out: wave.Wave_write, sample_rate: int, tail_seconds: float
@@ -94,11 +106,13 @@ def _stream(mid: mido.MidiFile, synth, out: wave.Wave_write, sample_rate: int, t
 
 def render_midi_to_wav(midi_path: str | os.PathLike, wav_path: str | os.PathLike,
                        soundfont: str | os.PathLike | None = None, sample_rate: int = 44100,
-                       tail_seconds: float = 1.5, gain: float = 0.4) -> RenderInfo:
-    """Render ``midi_path`` to ``wav_path``; raises ``RenderError`` (corrupt MIDI, unloadable soundfont) or
-    ``OutputError`` (a refused or unwritable target, checked before anything renders)."""
-    midi_path, wav_path = Path(midi_path), check_target(wav_path, WAV)
-    mid = _load_midi(midi_path)
+                       tail_seconds: float = 1.5, gain: float = 0.4, limits: InputLimits | None = None
+                       ) -> RenderInfo:
+    """Render ``midi_path`` to ``wav_path``; raises ``RenderError`` (corrupt MIDI, a file over ``limits``,
+    unloadable soundfont), ``SoundfontNotFound`` or ``OutputError`` (a refused or unwritable target), all checked
+    before anything renders."""
+    midi_path, wav_path = Path(midi_path), check_target(wav_path, WAV, inputs=[midi_path])
+    mid, warnings = _load_midi(midi_path, limits)
     sf = find_soundfont(soundfont)
     fs = fluid.load()
     synth = fs.Synth(gain=gain, samplerate=float(sample_rate))
@@ -117,4 +131,4 @@ def render_midi_to_wav(midi_path: str | os.PathLike, wav_path: str | os.PathLike
         total, notes, peak = write_together([(wav_path, write)])[0]
     finally:
         synth.delete()
-    return RenderInfo(wav_path, sf, sample_rate, total, notes, peak)
+    return RenderInfo(wav_path, sf, sample_rate, total, notes, peak, warnings)

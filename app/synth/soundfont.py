@@ -8,6 +8,11 @@ package manager installed (Debian's ``libfluidsynth3`` depends on one: ``fluid-s
 2. ``$COMPER_SOUNDFONT``: same rule;
 3. ``.sf2``/``.sf3`` files in the repository's ``assets/`` folder (a user may drop one there);
 4. the usual system locations (Debian/Ubuntu, Fedora, Arch, Homebrew, Windows, the user's data folder).
+
+A file is taken only if it is a soundfont: a RIFF file of form ``sfbk`` (SF2, and SF3, whose samples are
+compressed inside the same container). ``comper doctor --soundfont random.mid`` used to say "[ok]" and the synth then
+failed (or played nothing) later; now an explicit path that is no soundfont is one line naming it, and a found one
+that is none is passed over (and named if nothing better is found).
 """
 
 from __future__ import annotations
@@ -37,7 +42,20 @@ SYSTEM_LOCATIONS: tuple[str, ...] = (
 
 
 class SoundfontNotFound(FileNotFoundError):
-    """No usable soundfont; the message is one line listing every place that was tried."""
+    """No usable soundfont (none there, or the file named is no soundfont); the message is one line naming the
+    file, or listing every place that was tried."""
+
+
+def soundfont_problem(path: Path) -> str | None:
+    """Why ``path`` is not a soundfont (None: it is one: the header says ``RIFF`` ... ``sfbk``)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"sfbk":
+        return "not a soundfont (an .sf2/.sf3 file starts with RIFF....sfbk)"
+    return None
 
 
 def search_locations() -> list[Path]:
@@ -58,12 +76,18 @@ def find_soundfont(explicit: str | os.PathLike | None = None) -> Path:
             path = Path(given).expanduser()
             if not path.is_file():
                 raise SoundfontNotFound(f"soundfont not found: {path} (from {label})")
+            if why := soundfont_problem(path):
+                raise SoundfontNotFound(f"{path}: {why} (from {label})")
             return path.resolve()
+    passed_over = []
     for path in search_locations():
         if path.is_file():
-            return path.resolve()
+            if soundfont_problem(path) is None:
+                return path.resolve()
+            passed_over.append(str(path))
     looked = [f"${ENV_VAR} (unset)", f"{ASSETS}/*.sf2|*.sf3", *SYSTEM_LOCATIONS]
     raise SoundfontNotFound(
         "no soundfont found; looked in: " + ", ".join(looked)
+        + (f" (not soundfonts: {', '.join(passed_over)})" if passed_over else "")
         + f"; install one (Debian/Ubuntu: apt-get install fluid-soundfont-gm) or set ${ENV_VAR}"
     )
