@@ -23,7 +23,7 @@ from .engine.options import JAM_KNOBS, OptionError, add_arguments, add_plan_argu
 
 
 USER_ERRORS = {"SteeringError", "OptionError", "BundleError", "MidiFileError", "RenderError", "SoundfontNotFound",
-               "PortError", "JournalError", "OutputError", "PlannerError"}
+               "PortError", "JournalError", "OutputError", "PlannerError", "LeadSheetError"}
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -386,6 +386,19 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    """A session (or a rejam output) as a lead sheet: MusicXML and/or a chord chart (PNG or PDF)."""
+    from .leadsheet import export
+
+    done = export(args.session, args.musicxml, args.chart, _input_limits(args))
+    _warn(done.warnings)
+    s = done.sheet
+    for path in done.written:
+        print(f"wrote {path}: {s.n_bars} bars, {s.meter[0]}/{s.meter[1]} at {s.bpm:g} bpm, key {s.key.name} "
+              f"({'the session' + chr(39) + 's' if s.key_from == 'session' else 'from the melody'})")
+    return 0
+
+
 def _add_plan_options(p: argparse.ArgumentParser, live: bool) -> None:
     """The model, the tempo (a re-jam: the file's unless given; a jam: ``JAM_KNOBS``, count-in too), the planning
     and steering flags, the teacher."""
@@ -418,6 +431,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_limit_options(r, frames=True)
     _add_plan_options(r, live=False)
     r.set_defaults(func=_rejam)
+    ex = sub.add_parser("export", help="a saved session or rejam output as a lead sheet: MusicXML, chord chart")
+    ex.add_argument("session", help="the session's MIDI file (its sidecar NAME.mid.session.json beside it)")
+    ex.add_argument("--musicxml", help="the MusicXML file to write (.musicxml or .xml): melody, chord symbols, "
+                                       "meter, tempo, key (needs music21: pip install 'comper[export]')")
+    ex.add_argument("--chart", help="the chord chart to write, .png or .pdf: chord symbols per bar, four a line")
+    _add_limit_options(ex)
+    ex.set_defaults(func=_export)
     j = sub.add_parser("jam", help="jam live: a MIDI keyboard in, chords out (synth and/or a MIDI port), recorded")
     j.add_argument("--in", dest="in_port", required=True,
                    help="the keyboard's MIDI input port (a name from `comper list-ports`), or 'virtual'")

@@ -322,6 +322,82 @@ def test_a_midi_keyboard_is_picked_by_name_lights_up_and_comes_back_after_unplug
     synth.unplug()
 
 
+def test_the_window_fits_1280x720_during_a_demo_jam_with_the_longest_model_description(qtbot, env, monkeypatch):
+    """Issue 19: the model box took the model's whole description and the status line its whole text, so the window
+    grew past a 1600-pixel screen during ``comper --demo``. Now long texts are elided, whole in their tooltip, and
+    the window fits a 1280x720 screen at every moment of a jam."""
+    from app.gui.elide import ElidedLabel, plain_text
+    from app.gui.main_window import MainWindow
+
+    shipped = [json.loads(p.read_text()).get("description") or "" for p in (REPO / "models").glob("*.json")]
+    longest = max((d.splitlines()[0] for d in shipped if d), key=len)
+    description = f"{longest} ({longest})"  # longer than any shipped card's
+    models = env / "long-models"
+    models.mkdir()
+    for f in Path(os.environ["COMPER_MODELS"]).glob("tiny-test*"):
+        shutil.copy(f, models / f.name)
+    card = json.loads((models / "tiny-test.json").read_text())
+    (models / "tiny-test.json").write_text(json.dumps(card | {"description": description}))
+    monkeypatch.setenv("COMPER_MODELS", str(models))
+    store = QSettings(str(env / "fit.ini"), QSettings.Format.IniFormat)
+    for k, v in FAST.items():
+        store.setValue(k, v)
+    w = MainWindow(store=store)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.is_ready, timeout=20000)
+    entry = f"{card['name']} — {description}"
+    assert w.transport.model.currentText() == entry and w.transport.model.toolTip() == entry
+
+    def fits() -> None:
+        hint = w.minimumSizeHint()
+        assert hint.width() <= 1280 and hint.height() <= 720, hint
+        w.adjustSize()
+        assert w.width() <= 1280 and w.height() <= 720, w.size()
+
+    fits()
+    assert w.start_jam(demo=True)
+    qtbot.waitUntil(lambda: w.jam.state == "running", timeout=20000)
+    qtbot.waitUntil(lambda: len(w.jam.session.played) > 24 and w.banner.current.text() not in ("", "—"),
+                    timeout=20000)
+    qtbot.wait(300)  # the health line and the banner have a jam's texts now
+    fits()
+    w.resize(1280, 720)
+    qtbot.wait(100)
+    model = w.transport.model
+    assert model.fontMetrics().horizontalAdvance(entry) > model.width(), "the description is cut to fit the box"
+    health = w.health_label
+    assert isinstance(health, ElidedLabel) and health.is_elided() and health.shown_text().endswith("…")
+    assert health.toolTip() == health.text() and "deadline misses" in health.text()
+    for label in w.findChildren(ElidedLabel):  # the banner's chord and model, the model note, the soundfont...
+        if label.auto_tip:
+            assert label.toolTip() == plain_text(label.text())
+    assert w.status_label.toolTip() == w.status_label.text()
+    with qtbot.waitSignal(w.jam.stopped, timeout=20000):
+        w.jam.stop()
+    fits()
+
+
+def test_a_replay_plays_the_sustain_pedal_as_it_was_recorded(tmp_path):
+    """The Melody track's controllers (the player's sustain pedal, pitch bend) reach the synth in a replay, at
+    their times, between the notes they belong with."""
+    from app.gui.replay import load_replay
+
+    mid = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack([mido.Message("note_on", note=60, velocity=90, time=0),
+                            mido.Message("control_change", control=64, value=127, time=240),
+                            mido.Message("note_off", note=60, time=240),
+                            mido.Message("pitchwheel", pitch=2048, time=240),
+                            mido.Message("control_change", control=64, value=0, time=240)])
+    mid.tracks.append(track)
+    mid.save(tmp_path / "pedal.mid")
+    events = load_replay(tmp_path / "pedal.mid").events
+    assert [e[1:] for e in events] == [("on", "melody", 60, 90), ("control", "melody", 0xB0, (64, 127)),
+                                       ("off", "melody", 60, 0), ("control", "melody", 0xE0, (0, 0x50)),
+                                       ("control", "melody", 0xB0, (64, 0))]
+    assert [e[0] for e in events] == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
 def test_comper_demo_writes_a_screenshot_mid_jam_and_reports_the_stall(env, tmp_path):
     shot = tmp_path / "shot.png"
     e = dict(os.environ, QT_QPA_PLATFORM="offscreen", COMPER_SETTINGS=str(tmp_path / "demo.ini"))

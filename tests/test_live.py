@@ -345,3 +345,83 @@ def test_the_keyboards_all_notes_off_ends_the_thru_note_and_the_melody_the_model
     session.recorder.close()
     offs = [(e["p"], e["f"]) for e in read_journal(session.recorder.path).events if e["e"] == "off"]
     assert offs == [(60, 4), (64, 4), (67, 6)]
+
+
+class PedalSink(CaptureSink):
+    """The synth's thru, with the player's controllers too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.controls: list[tuple[str, tuple[int, ...]]] = []
+
+    def control(self, part, status, data):
+        with self.lock:
+            self.controls.append((part, (status, *data)))
+
+
+class FakeOutput:
+    """What a ``MidiSink`` sends to its port, as raw messages."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, ...]] = []
+
+    def note_on(self, pitch, velocity, channel=0):
+        self.sent.append((0x90 | channel, pitch, velocity))
+
+    def note_off(self, pitch, velocity=0, channel=0):
+        self.sent.append((0x80 | channel, pitch, velocity))
+
+    def control(self, status, data, channel=0):
+        self.sent.append((status | channel, *data))
+
+    def panic(self):
+        pass
+
+
+def test_the_sustain_pedal_and_pitch_bend_sound_thru_and_are_in_the_saved_melody_track(policy, tmp_path):
+    """Issue 19: the keyboard's sustain pedal and pitch bend used to be dropped at the port. Through the jam service,
+    as ``comper jam`` and the app play (the port's bytes through ``NoteFilter`` into the session), they now sound on
+    the melody part of every thru output (re-channelled to it) and are in the saved MIDI's Melody track at their
+    times; the model still hears the key, not the pedal: the note ends for it when the key is let go."""
+    from app.midi import NoteFilter
+    from app.session import JamRequest, open_jam
+
+    synth, port = PedalSink(), FakeOutput()
+    settings = JamSettings(bpm=240, count_in_bars=0, plan=PlanSettings(lookahead_beats=1, commit_beats=1,
+                                                                      listen_beats=0, seed=2, temperature=1.5))
+    jam = open_jam(JamRequest(policy, settings, tmp_path, [synth, MidiSink(port, thru=True)]))
+    keyboard = NoteFilter(jam.session.on_note)  # what MidiInput runs on the port's bytes
+    played = [(4, [0x91, 60, 100]), (5, [0xB1, 64, 127]), (6, [0x81, 60, 0]), (7, [0xE1, 0, 0x50]),
+              (8, [0xB1, 64, 0]), (9, [0xE1, 0, 0x40])]  # on channel 2: note, pedal down, key up, bend, pedal up
+    for frame, message in played:
+        when = jam.clock.time_of(frame)
+        while time.monotonic() < when:
+            time.sleep(0.0005)
+        keyboard.feed(message, when)
+    deadline = time.monotonic() + 20
+    while len(jam.session.heard) < 12 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    heard = jam.session.heard
+    summary, saved = jam.finish()
+
+    assert synth.controls == [("melody", (0xB0, 64, 127)), ("melody", (0xE0, 0, 0x50)), ("melody", (0xB0, 64, 0)),
+                              ("melody", (0xE0, 0, 0x40))]
+    thru = [m for m in port.sent if m[0] & 0x0F == 0 and m[0] & 0xF0 in (0x80, 0x90, 0xB0, 0xE0)]
+    assert thru == [(0x90, 60, 100), (0xB0, 64, 127), (0x80, 60, 0), (0xE0, 0, 0x50), (0xB0, 64, 0),
+                    (0xE0, 0, 0x40)], "the MIDI out's thru: the melody channel, in the order played"
+    assert heard[4] == (60, True) and heard[7][0] == -1, "the model hears the key, not the pedal"
+    assert not synth.unmatched()
+
+    melody = mido.MidiFile(str(saved)).tracks[1]
+    assert melody[0].name == "Melody"
+    now, got = 0, []
+    for msg in melody:
+        now += msg.time
+        if msg.type in ("note_on", "note_off", "control_change", "pitchwheel"):
+            assert msg.channel == 0
+            got.append((now, msg.type, msg.dict().get("control", msg.dict().get("note")),
+                        msg.dict().get("value", msg.dict().get("pitch", msg.dict().get("velocity")))))
+    tick = 120  # a 16th at 480 ticks a quarter; frame 0 is the file's start (no count-in)
+    assert got == [(4 * tick, "note_on", 60, 100), (5 * tick, "control_change", 64, 127),
+                   (6 * tick, "note_off", 60, 0), (7 * tick, "pitchwheel", None, 2048),
+                   (8 * tick, "control_change", 64, 0), (9 * tick, "pitchwheel", None, 0)]

@@ -124,10 +124,12 @@ def test_midi_file_into_virtual_input(jack, tmp_path):
             start = time.monotonic()
             for msg in mido.MidiFile(path).play():
                 player.send(msg)
-            assert wait_until(lambda: len(events) >= len(expected))
+            assert wait_until(lambda: len(events) >= len(expected) + 1)
         time.sleep(0.05)
+        pedal, *events = events
+        assert (pedal.kind, pedal.status, pedal.data, pedal.channel) == ("control", 0xB0, (64, 127), 0)
         assert brief(events) == expected
-        assert mi.stats.ignored == 2  # the program change and the sustain pedal
+        assert mi.stats.ignored == 1 and mi.stats.controls == 1  # the program change; the sustain pedal
         times = [e.time for e in events]
         assert times == sorted(times) and times[0] >= start
         length = mido.MidiFile(path).length
@@ -388,10 +390,13 @@ def test_note_filter_on_a_raw_stream():
     f = NoteFilter(events.append, key_range=(21, 108))
     f.feed([0xF0, 1, 2, 3, 0xF7, 0xF8, 0xFE, 0xB0, 64, 127, 0xE0, 0, 64], 1.0)
     f.feed([0x90, 60, 100, 0xF8, 64, 90, 60, 0, 0x99, 36, 100, 0x90, 0, 100, 0x80, 64, 10, 70, 0], 2.0)
+    controls, events[:] = events[:2], events[2:]
+    assert [(e.time, e.kind, e.status, e.data) for e in controls] == [
+        (1.0, "control", 0xB0, (64, 127)), (1.0, "control", 0xE0, (0, 64))]  # sustain, pitch bend: passed on
     assert [(e.time, e.kind, e.pitch, e.velocity, e.channel) for e in events] == [
         (2.0, "on", 60, 100, 0), (2.0, "on", 64, 90, 0), (2.0, "off", 60, 0, 0), (2.0, "on", 36, 100, 9),
         (2.0, "off", 64, 10, 0)]
-    assert f.stats.ignored == 6  # sysex, clock x2, active sensing, sustain, pitch bend
+    assert f.stats.ignored == 4 and f.stats.controls == 2  # sysex, clock x2, active sensing
     assert f.stats.out_of_range == 1 and f.stats.unmatched_off == 1
     f.release_all(3.0)
     assert [(e.time, e.kind, e.pitch, e.channel) for e in events[5:]] == [(3.0, "off", 36, 9)]
@@ -420,5 +425,30 @@ def test_all_notes_off_and_all_sound_off_release_the_held_notes_of_their_channel
     assert f.held == [] and f.stats.all_off == 2 and f.stats.released == 3
     f.feed([0xB0, 123, 0, 0x90, 60, 0], 4.0)  # nothing held: no note-off made up, the late real one is unmatched
     assert len(events) == 6 and f.stats.unmatched_off == 1
-    f.feed([0x90, 62, 100, 0xB0, 7, 100, 64, 127], 5.0)  # volume, sustain: still ignored, the note stays
-    assert f.held == [(0, 62)] and f.stats.ignored == 2
+    f.feed([0x90, 62, 100, 0xB0, 7, 100, 64, 127], 5.0)  # volume, sustain: passed on, the note stays
+    assert f.held == [(0, 62)] and f.stats.controls == 2 and f.stats.all_off == 3
+    assert [(e.kind, e.data) for e in events[-2:]] == [("control", (7, 100)), ("control", (64, 127))]
+
+
+def test_controllers_pitch_bend_and_pressure_pass_the_filter_as_control_events():
+    """Sustain, soft pedal, mod wheel, pitch bend and pressure used to be dropped as ``ignored``: a pianist's
+    melody sounded dry. They now reach the callback in order with the notes; program changes and the channel mode
+    messages (the keyboard's own setup) stay dropped, and the channel filter applies to them as to notes."""
+    events: list = []
+    f = NoteFilter(events.append, channels={0, 1})
+    f.feed([0x90, 60, 100, 0xB0, 64, 127, 67, 100, 1, 30], 1.0)  # note, sustain down, soft pedal, mod wheel (running)
+    f.feed([0xE1, 0x10, 0x50, 0xD0, 40, 0xA0, 60, 55], 1.5)  # pitch bend (channel 2), channel and poly pressure
+    f.feed([0x80, 60, 0, 0xB0, 64, 0], 2.0)  # note off, sustain up
+    f.feed([0xC0, 5, 0xB0, 122, 0, 0xB0, 126, 1, 0xB3, 64, 127, 0xE5, 0, 64], 3.0)  # dropped: see below
+    got = [(e.time, e.kind, getattr(e, "status", None), getattr(e, "data", e.pitch if e.kind != "control" else None),
+            e.channel) for e in events]
+    assert got == [
+        (1.0, "on", None, 60, 0), (1.0, "control", 0xB0, (64, 127), 0), (1.0, "control", 0xB0, (67, 100), 0),
+        (1.0, "control", 0xB0, (1, 30), 0), (1.5, "control", 0xE0, (0x10, 0x50), 1),
+        (1.5, "control", 0xD0, (40,), 0), (1.5, "control", 0xA0, (60, 55), 0),
+        (2.0, "off", None, 60, 0), (2.0, "control", 0xB0, (64, 0), 0)]
+    assert events[4].message(0) == (0xE0, 0x10, 0x50), "re-channelled for the melody part"
+    assert f.stats.controls == 7 and f.stats.notes_on == 1 and f.stats.notes_off == 1
+    assert f.stats.ignored == 3  # the program change, local control off, mono mode
+    assert f.stats.other_channel == 2  # sustain on channel 4, pitch bend on channel 6
+    assert f.held == []

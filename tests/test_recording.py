@@ -375,6 +375,10 @@ def melody_notes(midi: Path) -> list[int]:
     ({"bpm": 120}, {"e": "on", "f": 1, "t": 0.1, "v": 90}, "without 'p'", [60, 64]),
     ({"bpm": 120}, {"e": "on", "f": 1, "t": 0.1, "p": 200, "v": 90}, "'p' is 200", [60, 64]),
     ({"bpm": 120}, {"e": "chord", "f": 1, "t": "soon", "p": [60]}, "'t' is \"soon\"", [60, 64]),
+    ({"bpm": 120}, {"e": "cc", "f": 1, "t": 0.1, "c": 64, "v": 300}, "'v' is 300", [60, 64]),
+    ({"bpm": 120}, {"e": "cc", "f": 1, "t": 0.1, "v": 127}, "without 'c'", [60, 64]),
+    ({"bpm": 120}, {"e": "bend", "f": 1, "t": 0.1, "v": -5}, "'v' is -5", [60, 64]),
+    ({"bpm": 120}, {"e": "pressure", "f": 1, "t": None, "v": 5}, "'t' is null", [60, 64]),
 ])
 def test_a_bad_field_is_skipped_and_said_and_the_rest_is_recovered(tmp_path, capsys, header, bad_event, field,
                                                                     expected):
@@ -387,6 +391,41 @@ def test_a_bad_field_is_skipped_and_said_and_the_rest_is_recovered(tmp_path, cap
     assert find_unfinished(tmp_path) == []  # closed, and only now that its MIDI file exists
     side = json.loads(sidecar_path(tmp_path / "session-x.mid").read_text())
     assert side["recovered"] is True and len(side["journal_issues"]["problems"]) == 1
+
+
+def test_a_crashed_jam_with_the_sustain_pedal_is_recovered_with_its_pedal(tmp_path, capsys):
+    """The player's controllers are journaled as they come (``cc``, ``bend``, ``pressure``, ``keypressure``) and
+    recovered onto the Melody track at their times; a pedal still down at the crash is lifted at the end, and a
+    controller line with a bad field is skipped and said like any other bad line."""
+    controls = [{"e": "cc", "f": 1, "t": 0.125, "c": 64, "v": 127},  # sustain down
+                {"e": "bend", "f": 3, "t": 0.375, "v": 10240},
+                {"e": "cc", "f": 5, "t": 0.625, "c": 64, "v": 0},  # sustain up
+                {"e": "cc", "f": 5, "t": 0.625, "c": 1, "v": 300},  # a bad value: skipped, said
+                {"e": "bend", "f": 6, "t": 0.75, "v": 8192},
+                {"e": "pressure", "f": 6, "t": 0.75, "v": 33},
+                {"e": "keypressure", "f": 6, "t": 0.75, "p": 64, "v": 20},
+                {"e": "cc", "f": 7, "t": 0.875, "c": 67, "v": 100}]  # soft pedal, never lifted: the crash
+    journal = write_journal(tmp_path / "session-p.journal.jsonl", {"bpm": 120, "t0": 0.0}, GOOD_EVENTS + controls)
+    code, out, err = recover_cli(["--dir", str(tmp_path)], capsys)
+    assert code == 0 and out == [f"recovered {journal} -> {tmp_path / 'session-p.mid'}"]
+    assert len(err) == 1 and "line 10: cc event field 'v' is 300" in err[0], err
+    melody = mido.MidiFile(str(tmp_path / "session-p.mid")).tracks[1]
+    assert melody[0].name == "Melody" and melody_notes(tmp_path / "session-p.mid") == [60, 64]
+    now, got = 0, []
+    for msg in melody:
+        now += msg.time
+        if msg.type in ("control_change", "pitchwheel", "aftertouch", "polytouch"):
+            assert msg.channel == 0
+            got.append((now, msg.type, *(getattr(msg, a) for a in ("control", "value", "pitch", "note")
+                                         if hasattr(msg, a))))
+    assert [g for g in got if g[1] == "control_change"] == [
+        (120, "control_change", 64, 127), (600, "control_change", 64, 0), (840, "control_change", 67, 100),
+        (840, "control_change", 67, 0)], "the soft pedal left down at the crash is lifted at the end"
+    assert [g for g in got if g[1] != "control_change"] == [
+        (360, "pitchwheel", 2048), (720, "pitchwheel", 0), (720, "aftertouch", 33), (720, "polytouch", 20, 64)]
+    side = json.loads(sidecar_path(tmp_path / "session-p.mid").read_text())
+    assert side["melody_controls"] == 8 and side["recovered"] is True
+    assert find_unfinished(tmp_path) == []
 
 
 def test_a_journal_is_closed_only_after_its_files_are_written(tmp_path, full_disk):

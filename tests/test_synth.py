@@ -365,5 +365,53 @@ def test_a_render_killed_with_sigterm_leaves_no_temporary_file(tmp_path):
     assert proc.poll() is None, f"the render ended before it could be killed: {proc.communicate()}"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "Traceback" not in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mid", "c.wav"] and wav.read_bytes() == before
+    assert proc.returncode == 130 and "Traceback" not in err, f"exit {proc.returncode}: {err[-1500:]}"
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["c.mid", "c.wav"] and wav.read_bytes() == before, f"left {left}; the render said: {err[-500:]}"
+
+
+def test_the_players_pedal_and_bend_reach_fluidsynth_and_all_notes_off_lifts_the_pedal():
+    """Issue 19: the keyboard's sustain pedal (and every other controller) reaches the melody channel; stopping
+    (``all_notes_off``) lifts the pedal and resets the controllers, or notes the pedal holds would ring on."""
+    calls: list[tuple] = []
+
+    class FakeLib:
+        def __getattr__(self, name):
+            return type("Fn", (), {"__call__": lambda _self, *a: calls.append((name, *a[1:]))})()
+
+    class FakeFs:
+        _fl = FakeLib()
+
+        def fluid_synth_cc(self, _synth, *a):
+            calls.append(("cc", *a))
+
+        def fluid_synth_pitch_bend(self, _synth, *a):
+            calls.append(("bend", *a))
+
+    class FakeSynth:
+        synth = object()
+
+        def cc(self, *a):
+            calls.append(("cc", *a))
+
+        def noteoff(self, *a):
+            pass
+
+        def all_notes_off(self, ch):
+            pass
+
+    synth = BuiltinSynth()
+    synth._fs, synth._synth = FakeFs(), FakeSynth()
+    synth.control("melody", 0xB0, (64, 127))
+    synth.control("melody", 0xE0, (0, 0x50))
+    synth.control("melody", 0xD0, (40,))
+    synth.control("melody", 0xA0, (60, 30))
+    assert calls == [("cc", 0, 64, 127), ("bend", 0, 0x50 << 7), ("fluid_synth_channel_pressure", 0, 40),
+                     ("fluid_synth_key_pressure", 0, 60, 30)]
+    calls.clear()
+    synth.all_notes_off()
+    assert calls == [("cc", 0, 64, 0), ("cc", 0, 66, 0), ("cc", 0, 121, 0)]
+    calls.clear()
+    synth.all_notes_off()
+    assert calls == [], "nothing to reset once reset"
+    synth._fs, synth._synth = None, None

@@ -3,7 +3,8 @@
 Three threads, so that nothing slow sits between the clock and the sound:
 
 * the **input** callback (the MIDI port's reader) echoes the player's notes at once and quantizes a copy to the
-  nearest frame for the model;
+  nearest frame for the model (the player's pedals, bends and other controllers are echoed and recorded, not
+  fed to the model);
 * the **scheduler** wakes on the frame grid (at real-time priority where the OS allows: on a busy machine a
   normal thread wakes up to several ms late): at the start of frame g it plays the chord promised for g, half a
   frame later (when no note can round into g any more) it hands frame g to the planner. It never waits for the
@@ -255,7 +256,12 @@ class JamSession:
     # --- input ----------------------------------------------------------------------------------------------
 
     def on_note(self, ev) -> None:
-        """A NoteEvent from the keyboard (any thread): sounds at once, and is quantized for the model."""
+        """A NoteEvent from the keyboard (any thread): sounds at once, and is quantized for the model. A
+        ControlEvent (sustain, mod wheel, pitch bend, pressure) sounds at once on the melody part and is recorded;
+        the model does not hear it."""
+        if ev.kind == "control":
+            self._on_control(ev)
+            return
         if ev.kind == "on":
             for sink in self.sinks:
                 if sink.thru:
@@ -275,6 +281,14 @@ class JamSession:
                 self.recorder.melody_on(frame, ev.time, ev.pitch, ev.velocity)
             else:
                 self.recorder.melody_off(frame, ev.time, ev.pitch)
+
+    def _on_control(self, ev) -> None:
+        for sink in self.sinks:
+            control = getattr(sink, "control", None)
+            if sink.thru and control is not None:
+                control("melody", ev.status, ev.data)
+        if self.clock is not None and self.recorder is not None:
+            self.recorder.melody_control(max(0, self.clock.nearest_frame(ev.time)), ev.time, ev.status, ev.data)
 
     def _thru_off(self, pitch: int) -> None:
         for sink in self.sinks:

@@ -18,13 +18,17 @@ PARTS = {"melody": 0, "chords": 1, "bass": 2}  # MIDI channels (0-based), the sa
 
 
 class Sink(Protocol):
-    """Somewhere notes sound. ``thru``: whether the player's own notes are echoed here."""
+    """Somewhere notes sound. ``thru``: whether the player's own notes are echoed here. ``control``: a channel
+    message of the player's (sustain, mod wheel, pitch bend, pressure: ``ControlEvent.status`` and ``data``) on a
+    part; optional, a sink without it gets only notes."""
 
     thru: bool
 
     def note_on(self, part: str, pitch: int, velocity: int) -> None: ...
 
     def note_off(self, part: str, pitch: int) -> None: ...
+
+    def control(self, part: str, status: int, data: tuple[int, ...]) -> None: ...
 
     def all_off(self) -> None: ...
 
@@ -41,6 +45,9 @@ class SynthSink:
     def note_off(self, part: str, pitch: int) -> None:
         self.synth.note_off(PARTS[part], pitch)
 
+    def control(self, part: str, status: int, data: tuple[int, ...]) -> None:
+        self.synth.control(PARTS[part], status, data)
+
     def all_off(self) -> None:
         self.synth.all_notes_off()
 
@@ -56,6 +63,9 @@ class MidiSink:
 
     def note_off(self, part: str, pitch: int) -> None:
         self.output.note_off(pitch, 0, PARTS[part])
+
+    def control(self, part: str, status: int, data: tuple[int, ...]) -> None:
+        self.output.control(status, data, PARTS[part])
 
     def all_off(self) -> None:
         self.output.panic()

@@ -91,5 +91,8 @@ class MixSink:
     def note_off(self, part: str, pitch: int) -> None:
         self.host.synth.note_off(PARTS[part], pitch)
 
+    def control(self, part: str, status: int, data: tuple[int, ...]) -> None:
+        self.host.synth.control(PARTS[part], status, data)  # like a note-off: a pedal lifted must get there
+
     def all_off(self) -> None:
         self.host.synth.all_notes_off()

@@ -20,9 +20,11 @@ from ..engine.performer import PARTS
 from ..midi import MidiInput, MidiOutput, PortError, available_apis, list_ports
 from . import gm, style
 from .background import Background
+from .elide import ElidedLabel, elide_combo, full_text_tip
 from .router import NoteRouter
 from .settings import AppSettings
 
+PORT_CHARS = 16  # a port or program box's width, in characters: the side panel stays narrow, whatever the names
 NONE_IN = "None (computer keyboard only)"
 NONE_OUT = "None"
 OWN_CLIENT = "Comper"  # our own rtmidi client's ports are not offered (no loops)
@@ -60,6 +62,11 @@ class PortSink:
         out = self.devices.output
         if out is not None:
             out.note_off(pitch, 0, PARTS[part])
+
+    def control(self, part: str, status: int, data: tuple[int, ...]) -> None:
+        out = self.devices.output
+        if out is not None:
+            out.control(status, data, PARTS[part])
 
     def all_off(self) -> None:
         out = self.devices.output
@@ -201,6 +208,7 @@ class DevicesPanel(QWidget):
         self.keys_light = ActivityLight()
         self.keys_label = QLabel()
         for combo in (self.input_combo, self.output_combo):
+            elide_combo(combo, PORT_CHARS)  # a port's name can be long: elided, whole in the tooltip
             combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
             combo.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         form.addRow("Input", _row(self.input_combo, self.input_light))
@@ -216,12 +224,10 @@ class DevicesPanel(QWidget):
         sf = QFormLayout(synth)
         self.synth_on = QCheckBox("on")
         self.synth_on.setChecked(s.synth_on)
-        self.synth_status = QLabel()
-        self.synth_status.setWordWrap(True)
+        self.synth_status = ElidedLabel()  # FluidSynth's reasons run to many lines: one here, all in the tooltip
         self.synth_status.setStyleSheet(f"color: {style.TEXT_DIM};")
         sf.addRow(self.synth_on)
-        self.soundfont_label = QLabel()
-        self.soundfont_label.setWordWrap(True)
+        self.soundfont_label = ElidedLabel(mode=Qt.TextElideMode.ElideMiddle)  # a path: its file name stays
         choose, default = QPushButton("Choose…"), QPushButton("Default")
         for b in (choose, default):
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -230,7 +236,7 @@ class DevicesPanel(QWidget):
         self.programs: dict[str, QComboBox] = {}
         self.volumes: dict[str, QSlider] = {}
         for part in ("melody", "chords", "bass"):
-            combo = QComboBox()
+            combo = elide_combo(QComboBox(), PORT_CHARS)
             combo.addItems([f"{i + 1} {name}" for i, name in enumerate(gm.PROGRAMS)])
             combo.setCurrentIndex(s.program(part))
             combo.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
@@ -321,3 +327,4 @@ def _fill(combo: QComboBox, none_label: str, names: list[str], selected: str) ->
         combo.addItem(text, data)
     combo.setCurrentIndex(next(i for i, (_, d) in enumerate(items) if d == (selected or "")))
     combo.blockSignals(False)
+    full_text_tip(combo)

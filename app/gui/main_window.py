@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QEventLoop, QSettings, Qt, QTimer, Signal
-from PySide6.QtWidgets import (QApplication, QLabel, QMainWindow, QSplitter, QStatusBar, QTabWidget, QVBoxLayout,
+from PySide6.QtWidgets import (QApplication, QMainWindow, QSplitter, QStatusBar, QTabWidget, QVBoxLayout,
                                QWidget)
 
 from ..engine import steering
@@ -26,6 +26,7 @@ from .background import Background
 from .computer_keyboard import KEY_HELP, ComputerKeyboard, KeyboardFilter
 from .demo import DemoPlayer
 from .devices import DevicesPanel, MidiDevices, PortSink, light_state
+from .elide import ElidedLabel
 from .jam import IDLE, RUNNING, STARTING, JamConfig, JamController, new_seed
 from .metronome import Metronome
 from .models import ModelCache, ModelEntry, default_model, list_models, read_entry
@@ -103,14 +104,14 @@ class MainWindow(QMainWindow):
         lay.addWidget(self.transport)
         lay.addWidget(self.splitter, 1)
         self.setCentralWidget(central)
-        self.status_label = QLabel()
-        self.health_label = QLabel()
+        self.status_label = ElidedLabel(auto_tip=False)  # its tooltip: the full line, or the synth's reason
+        self.health_label = ElidedLabel(min_chars=24)
         self.health_label.setStyleSheet(f"color: {style.TEXT_DIM};")
         bar = QStatusBar()
         bar.addWidget(self.status_label, 1)
         bar.addPermanentWidget(self.health_label)
         self.setStatusBar(bar)
-        self.resize(*style.WINDOW_SIZE)
+        self.resize(*fit_screen(style.WINDOW_SIZE))
         if s.geometry:
             self.restoreGeometry(QByteArray.fromHex(s.geometry.encode()))
         if s.splitter:
@@ -471,3 +472,12 @@ class MainWindow(QMainWindow):
             self._shut = True
             self.shutdown()
         super().closeEvent(event)
+
+
+def fit_screen(size: tuple[int, int]) -> tuple[int, int]:
+    """``size``, made no larger than the primary screen's free area (a 1280x720 laptop: the whole window shows)."""
+    screen = QApplication.primaryScreen()
+    if screen is None:
+        return size
+    free = screen.availableGeometry()
+    return min(size[0], free.width()), min(size[1], free.height())

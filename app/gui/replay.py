@@ -19,6 +19,7 @@ from .loop_thread import LoopThread
 from .view_model import COMMITTED, PLAYED, ChordBlock, NoteBlock, ViewState
 
 CHANNEL_PART = {0: "melody", 1: "chords", 2: "bass"}
+CONTROL_TYPES = ("control_change", "pitchwheel", "aftertouch", "polytouch")  # replayed as played (the sustain pedal)
 TAIL_S = 1.0  # let the last chord ring before the replay ends
 
 
@@ -29,7 +30,7 @@ class Replay:
     meter: tuple[int, int]
     chords: list[ChordBlock]
     notes: list[NoteBlock]
-    events: list[tuple[float, str, str, int, int]]  # (seconds, "on"/"off", part, pitch, velocity)
+    events: list[tuple]  # (seconds, "on"/"off", part, pitch, velocity) or (seconds, "control", part, status, data)
     seconds: float
     model: str = ""
 
@@ -41,6 +42,7 @@ def load_replay(midi_path: str | Path, model: str = "") -> Replay:
     tpb = mid.ticks_per_beat
     tempo, meter, markers = 500000, (4, 4), {}
     notes: dict[str, list[tuple[int, int, int, int]]] = {"melody": [], "chords": [], "bass": []}
+    controls: list[tuple[int, str, int, tuple[int, ...]]] = []  # the player's pedals and bends: (tick, part, ...)
     for track in mid.tracks:
         tick, open_notes = 0, {}
         for msg in track:
@@ -51,6 +53,9 @@ def load_replay(midi_path: str | Path, model: str = "") -> Replay:
                 meter = (msg.numerator, msg.denominator)
             elif msg.type == "marker":
                 markers[tick] = msg.text
+            elif msg.type in CONTROL_TYPES and msg.channel in CHANNEL_PART:
+                raw = msg.bytes()
+                controls.append((tick, CHANNEL_PART[msg.channel], raw[0] & 0xF0, tuple(raw[1:])))
             elif msg.type in ("note_on", "note_off") and msg.channel in CHANNEL_PART:
                 key = (msg.channel, msg.note)
                 if msg.type == "note_on" and msg.velocity > 0:
@@ -76,7 +81,8 @@ def load_replay(midi_path: str | Path, model: str = "") -> Replay:
               for on, off, p, _ in sorted(notes["melody"])]
     sec = 60.0 / (bpm * tpb)
     events = sorted([(on * sec, "on", part, p, v) for part, ns in notes.items() for on, _, p, v in ns]
-                    + [(off * sec, "off", part, p, 0) for part, ns in notes.items() for _, off, p, _ in ns],
+                    + [(off * sec, "off", part, p, 0) for part, ns in notes.items() for _, off, p, _ in ns]
+                    + [(tick * sec, "control", part, status, data) for tick, part, status, data in controls],
                     key=lambda e: (e[0], e[1] == "on"))
     return Replay(path.stem, bpm, meter, blocks, melody, events, events[-1][0] if events else 0.0, model)
 
@@ -106,8 +112,10 @@ class ReplayPlayer(LoopThread):
                 for sink in self.sinks:
                     if kind == "on":
                         sink.note_on(part, pitch, vel)
-                    else:
+                    elif kind == "off":
                         sink.note_off(part, pitch)
+                    elif hasattr(sink, "control"):  # the pedal as it was played: pitch = status, vel = data
+                        sink.control(part, pitch, vel)
             else:
                 stop.wait(TAIL_S)
         finally:

@@ -1,5 +1,5 @@
 """One road for every live note (MIDI keyboard, computer keyboard, demo melody) to the jam or, between jams,
-straight to the synth.
+straight to the synth; the keyboard's pedals and other controllers (``ControlEvent``) take the same road.
 
 Why a thread of its own: the GUI thread must never touch the synth or wait on the engine's locks, and the jam
 must get the notes in arrival order. Each event keeps the time it arrived (``NoteEvent.time``), so the queue's
@@ -67,6 +67,10 @@ class NoteRouter:
             try:
                 if session is not None:
                     session.on_note(ev)
+                elif ev.kind == "control":
+                    for sink in self.idle_sinks:
+                        if hasattr(sink, "control"):
+                            sink.control("melody", ev.status, ev.data)
                 else:
                     for sink in self.idle_sinks:
                         if ev.kind == "on":
@@ -78,7 +82,7 @@ class NoteRouter:
             with self._lock:
                 if ev.kind == "on":
                     self._held[ev.pitch] = None
-                else:
+                elif ev.kind == "off":
                     self._held.pop(ev.pitch, None)
                 self._latency_ms.append((time.monotonic() - ev.time) * 1000)
                 self.delivered += 1

@@ -1,5 +1,6 @@
 """Sessions: every jam is kept (journaled while it plays, saved as MIDI + JSON when it stops). The list offers
-replay (the file played through the synth with the waterfall), rename, delete, save as MIDI and render to WAV.
+replay (the file played through the synth with the waterfall), rename, delete, save as MIDI, render to WAV, and
+export the lead sheet (MusicXML) or a chord chart (PNG/PDF) as ``comper export`` does (``app.leadsheet``).
 
 A session is ``<name>.mid`` + ``<name>.mid.session.json`` (the sidecar; ``<name>.json`` from older versions is
 still read) + ``<name>.journal.jsonl`` in the sessions folder (``$COMPER_SESSIONS`` or ``~/Comper/sessions``);
@@ -150,10 +151,12 @@ class SessionsPanel(QWidget):
         self.delete_button = QPushButton("Delete")
         self.midi_button = QPushButton("Save as MIDI…")
         self.wav_button = QPushButton("Render WAV…")
+        self.sheet_button = QPushButton("Export lead sheet…")
+        self.chart_button = QPushButton("Chord chart…")
         lay = QVBoxLayout(self)
         lay.addWidget(self.list, 1)
         for pair in ((self.play_button, self.stop_button), (self.rename_button, self.delete_button),
-                     (self.midi_button, self.wav_button)):
+                     (self.midi_button, self.wav_button), (self.sheet_button, self.chart_button)):
             row = QHBoxLayout()
             for b in pair:
                 b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -165,6 +168,8 @@ class SessionsPanel(QWidget):
         self.delete_button.clicked.connect(lambda: self._with_selected(self._ask_delete))
         self.midi_button.clicked.connect(lambda: self._with_selected(self._ask_export))
         self.wav_button.clicked.connect(lambda: self._with_selected(self._ask_render))
+        self.sheet_button.clicked.connect(lambda: self._with_selected(lambda i: self._ask_sheet(i, "musicxml")))
+        self.chart_button.clicked.connect(lambda: self._with_selected(lambda i: self._ask_sheet(i, "chart")))
         self.list.itemDoubleClicked.connect(
             lambda item: self.replay_requested.emit(item.data(Qt.ItemDataRole.UserRole)))
 
@@ -223,6 +228,25 @@ class SessionsPanel(QWidget):
         self.message.emit(f"rendering {info.name}…")
         self.bg.submit("io", lambda: render_wav(info, dest, self.soundfont()),
                        lambda p: self.message.emit(f"rendered {p}"), lambda e: self.message.emit(f"not rendered: {e}"))
+
+    def export_sheet(self, info: SessionInfo, musicxml: str | Path | None = None,
+                     chart: str | Path | None = None) -> None:
+        """The lead sheet as MusicXML and/or the chord chart, as ``comper export`` writes them."""
+        from ..leadsheet import export
+
+        self.bg.submit("io", lambda: export(info.midi, musicxml, chart),
+                       lambda done: self.message.emit("saved " + ", ".join(map(str, done.written))),
+                       lambda e: self.message.emit(f"not exported: {e}"))
+
+    def _ask_sheet(self, info: SessionInfo, what: str) -> None:
+        title, name, kinds = (("Export lead sheet", f"{info.name}.musicxml", "MusicXML (*.musicxml *.xml)")
+                              if what == "musicxml" else
+                              ("Chord chart", f"{info.name}.pdf", "PDF (*.pdf);;PNG image (*.png)"))
+        path, kind = QFileDialog.getSaveFileName(self, title, str(Path.home() / name), kinds)
+        if path and not Path(path).suffix:  # the suffix says which file: the chosen type's when none is typed
+            path += ".png" if "png" in kind else Path(name).suffix
+        if path:
+            self.export_sheet(info, **{what: path})
 
     def _ask_rename(self, info: SessionInfo) -> None:
         name, ok = QInputDialog.getText(self, "Rename session", "Name:", text=info.name)

@@ -18,12 +18,14 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QGridLayo
 from ..engine import options, steering
 from ..engine.key import ALL_KEYS
 from ..engine.knobs import Knob
+from .elide import ElidedLabel, elide_combo, full_text_tip
 from .models import ModelEntry
 from .settings import METERS, METRONOME_MODES, AppSettings
 
 OPEN_FILE = "__open__"
 TAP_RESET_S = 2.0  # a pause this long starts a new tap-tempo measurement
 TAP_WINDOW = 4  # the tempo is the mean of the last intervals
+MODEL_CHARS = 24  # the model box's width, in characters (the window fits a 1280x720 screen)
 
 
 class TapTempo:
@@ -105,13 +107,13 @@ class TransportPanel(QWidget):
             self.key.addItem(k.name, k.name)
         self.key.addItem("off", "off")
         self.key.setProperty("help", _knob_help("key"))
-        self.model = QComboBox()
-        self.model.setMinimumWidth(260)
+        self.model = elide_combo(QComboBox(), MODEL_CHARS)  # a description is long: elided, whole in the tooltip
+        self.model.setMinimumWidth(220)
         for w in (self.style, self.rhythm, self.key):
             w.setToolTip(w.property("help"))
         for combo in (self.meter, self.metronome, self.model, self.style, self.rhythm, self.key):
             combo.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
-        self.model_note = QLabel()
+        self.model_note = ElidedLabel()
 
         grid = QGridLayout(self)
         grid.setContentsMargins(8, 6, 8, 6)
@@ -209,6 +211,7 @@ class TransportPanel(QWidget):
         if i >= 0:
             self.model.setCurrentIndex(i)
             self._last_model = i
+        full_text_tip(self.model)
 
     def add_model(self, entry: ModelEntry) -> None:
         if self.model.findData(entry.path) < 0:

@@ -15,6 +15,7 @@ from PySide6.QtGui import QColor, QFont, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from . import style
+from .elide import ElidedLabel
 from .view_model import COMMITTED, PLAYED, TENTATIVE, ViewState
 
 _BLACK = {1, 3, 6, 8, 10}
@@ -227,12 +228,12 @@ class ChordBanner(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         self.setStyleSheet(f"ChordBanner {{ background: {style.BACKGROUND}; }} "
                            f"QLabel {{ color: {style.CHORD_LABEL}; background: transparent; }}")
-        self.current = self._label(style.BANNER_CHORD_PT, bold=True)
-        self.next = self._label(style.BANNER_NEXT_PT)
+        self.current = self._label(style.BANNER_CHORD_PT, bold=True, elided=True)
+        self.next = self._label(style.BANNER_NEXT_PT, elided=True)
         self.counter = self._label(style.BANNER_COUNTER_PT)
         self.key = self._label(style.BANNER_COUNTER_PT)
         self.key.setToolTip("the key Comper hears in your melody (or the key you fixed); chords lean toward it")
-        self.model = self._label(10)
+        self.model = self._label(10, elided=True)
         self.model.setStyleSheet(f"QLabel {{ color: {style.TEXT_DIM}; }}")
         row = QHBoxLayout(self)
         row.setContentsMargins(12, 4, 12, 4)
@@ -246,8 +247,9 @@ class ChordBanner(QWidget):
         self.show_state(None)
 
     @staticmethod
-    def _label(points: int, bold: bool = False) -> QLabel:
-        lab = QLabel()
+    def _label(points: int, bold: bool = False, elided: bool = False) -> QLabel:
+        """``elided``: a long chord symbol or model name is cut to fit, whole in the tooltip."""
+        lab = ElidedLabel(min_chars=3) if elided else QLabel()
         f = lab.font()
         f.setPointSize(points)
         f.setBold(bold)

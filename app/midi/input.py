@@ -24,16 +24,41 @@ class NoteEvent:
     channel: int
 
 
+CONTROL_TYPES = (0xA0, 0xB0, 0xD0, 0xE0)  # poly pressure, control change, channel pressure, pitch bend
+CHANNEL_MODE = frozenset({122, 124, 125, 126, 127})  # local control, omni/mono/poly: the keyboard's own setup
+_CONTROL_LENGTH = {0xA0: 3, 0xB0: 3, 0xD0: 2, 0xE0: 3}
+
+
+@dataclass(frozen=True, slots=True)
+class ControlEvent:
+    """A channel message from the keyboard that is not a note: a controller (``status`` 0xB0, ``data`` =
+    (controller, value): sustain is CC64, soft pedal CC67, mod wheel CC1), pitch bend (0xE0, (lsb, msb)),
+    channel pressure (0xD0, (value,)) or poly pressure (0xA0, (pitch, value)). ``status`` has the channel bits
+    cleared; ``channel`` is 0-15 and ``time`` is ``time.monotonic()`` at arrival, as in ``NoteEvent``. It sounds
+    on the melody part (thru) and is recorded; the model never hears it."""
+
+    time: float
+    status: int
+    data: tuple[int, ...]
+    channel: int
+    kind: Literal["control"] = "control"
+
+    def message(self, channel: int) -> tuple[int, ...]:
+        """The raw MIDI message on ``channel``."""
+        return (self.status | channel, *self.data)
+
+
 @dataclass
 class InputStats:
     """What came in and what was dropped, so the UI can say why a note did not arrive."""
 
     notes_on: int = 0
     notes_off: int = 0
-    ignored: int = 0  # non-note messages that got past rtmidi's own filter (CC, pitch bend, ...)
+    ignored: int = 0  # other messages that got past rtmidi's own filter (program change, channel mode, ...)
+    controls: int = 0  # controllers, pitch bend and pressure delivered as ControlEvents
     unmatched_off: int = 0  # note-offs for notes that never started
     out_of_range: int = 0  # notes outside the keyboard range
-    other_channel: int = 0  # notes on channels the filter excludes
+    other_channel: int = 0  # notes and controls on channels the filter excludes
     stray_bytes: int = 0  # data bytes with no status, abandoned partial messages
     released: int = 0  # note-offs made up for held notes: the port vanished or closed, or All Notes/Sound Off
     all_off: int = 0  # All Sound Off (CC120) and All Notes Off (CC123) messages honoured
@@ -45,10 +70,12 @@ class InputStats:
 class NoteFilter:
     """Turns raw MIDI bytes into NoteEvents: velocity-0 note-on is a note-off, every delivered note-on gets one
     note-off, All Sound Off (CC120) and All Notes Off (CC123) end every note held on their channel (a keyboard's
-    panic button: the thru note and the melody the model hears stop with it), everything else (and notes outside
-    the range or channels) is dropped and counted. No I/O."""
+    panic button: the thru note and the melody the model hears stop with it). Controllers (sustain, soft pedal,
+    mod wheel, ...), pitch bend and channel / poly pressure are delivered as ControlEvents to the same callback.
+    Everything else (program changes, the channel mode messages ``CHANNEL_MODE``, system messages; and notes or
+    controls outside the range or channels) is dropped and counted. No I/O."""
 
-    callback: Callable[[NoteEvent], None]
+    callback: Callable[[NoteEvent | ControlEvent], None]
     channels: frozenset[int] | None = None
     key_range: tuple[int, int] = (0, 127)
     stats: InputStats = field(default_factory=InputStats)
@@ -86,6 +113,9 @@ class NoteFilter:
             self.stats.all_off += 1
             self.release_all(t, msg[0] & 0x0F)
             return
+        if kind in CONTROL_TYPES:
+            self._control(msg, t)
+            return
         if kind not in (0x80, 0x90) or len(msg) != 3:
             self.stats.ignored += 1
             return
@@ -114,14 +144,24 @@ class NoteFilter:
         else:
             self.stats.unmatched_off += 1
 
+    def _control(self, msg: tuple[int, ...], t: float) -> None:
+        kind, channel = msg[0] & 0xF0, msg[0] & 0x0F
+        if len(msg) != _CONTROL_LENGTH[kind] or (kind == 0xB0 and msg[1] in CHANNEL_MODE):
+            self.stats.ignored += 1
+        elif self.channels is not None and channel not in self.channels:
+            self.stats.other_channel += 1
+        else:
+            self.stats.controls += 1
+            self.callback(ControlEvent(t, kind, tuple(msg[1:]), channel))
+
 
 class MidiInput(ReconnectingPort):
-    """The keyboard port, by name: delivers NoteEvents to `callback` (on the port's reader thread), and through
+    """The keyboard port, by name: delivers NoteEvents and ControlEvents to `callback` (on the port's reader thread), and through
     `check()` (which the engine calls every second or so) notices an unplugged port, releases its held notes,
     reports "disconnected", and reopens the port by the same name when it comes back.
     """
 
-    def __init__(self, name: str, callback: Callable[[NoteEvent], None], *, api: str | None = None,
+    def __init__(self, name: str, callback: Callable[[NoteEvent | ControlEvent], None], *, api: str | None = None,
                  virtual: bool = False, channels: Collection[int] | None = None,
                  key_range: tuple[int, int] = (0, 127), wait_for_port: bool = False,
                  client_name: str = "Comper", poll_interval: float = 0.001) -> None:

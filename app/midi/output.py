@@ -12,6 +12,8 @@ log = logging.getLogger(__name__)
 
 ALL_SOUND_OFF = 120
 ALL_NOTES_OFF = 123
+SUSTAIN = 64
+RESET_ALL_CONTROLLERS = 121
 
 
 @dataclass
@@ -22,6 +24,7 @@ class OutputStats:
     notes_off: int = 0
     retriggers: int = 0  # a note-on for a sounding note: we end the old one first, so ons and offs pair up
     stray_offs: int = 0  # note-offs for notes we never started: not sent
+    controls: int = 0  # controllers, pitch bends and pressures sent (the player's pedal, thru)
     panics: int = 0
     dropped_ons: int = 0  # note-ons asked for while the port was gone
     offs_resent: int = 0  # note-offs owed to a vanished port, sent when it came back
@@ -49,6 +52,7 @@ class MidiOutput(ReconnectingPort):
         self._sounding: dict[tuple[int, int], None] = {}  # (channel, pitch), oldest first
         self._owed: dict[tuple[int, int], None] = {}  # note-offs owed to a vanished port
         self._channels: set[int] = set()
+        self._controlled: set[int] = set()  # channels a controller was sent on: panic lifts their pedals
         self._start(name, api, virtual, client_name, wait_for_port)
 
     @property
@@ -93,8 +97,19 @@ class MidiOutput(ReconnectingPort):
             elif key not in self._owed:  # an owed note-off stays owed until the port returns
                 self.stats.stray_offs += 1
 
+    def control(self, status: int, data: tuple[int, ...], channel: int = 0) -> None:
+        """Send a controller (``status`` 0xB0), pitch bend (0xE0), channel pressure (0xD0) or poly pressure
+        (0xA0) now; dropped while the port is gone (a pedal is not owed like a note-off: panic resets it)."""
+        if status not in (0xA0, 0xB0, 0xD0, 0xE0) or not 0 <= channel <= 15 or not all(0 <= d <= 127 for d in data):
+            raise ValueError(f"bad channel message: status {status:#x}, data {list(data)}, channel {channel}")
+        with self._lock:
+            if self._send((status | channel, *data)):
+                self._controlled.add(channel)
+                self.stats.controls += 1
+
     def panic(self) -> None:
-        """Note-off for every sounding note, then all-notes-off and all-sound-off on every channel we used."""
+        """Note-off for every sounding note, then all-notes-off and all-sound-off on every channel we used (and a
+        sustain-pedal-up and reset-all-controllers where we sent controllers)."""
         with self._lock:
             self.stats.panics += 1
             for key in list(self._sounding):
@@ -104,6 +119,11 @@ class MidiOutput(ReconnectingPort):
                 for controller in (ALL_NOTES_OFF, ALL_SOUND_OFF):
                     if not self._send((0xB0 | channel, controller, 0)):
                         return
+            for channel in sorted(self._controlled):
+                for controller in (SUSTAIN, RESET_ALL_CONTROLLERS):
+                    if not self._send((0xB0 | channel, controller, 0)):
+                        return
+            self._controlled.clear()
 
     def _reconnected(self) -> None:
         """Pay the returned port the note-offs it is owed."""

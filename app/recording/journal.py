@@ -12,6 +12,11 @@ frame after the count-in, negative during it).
     {"e":"chord","f":16,"t":4.0,"s":"C","p":[52,55,60],"b":36,"on":true,"tok":17}
         the chord sounding from frame f: symbol s (null = no chord), upper voicing p, bass b (null = none),
         on = onset (true) or hold (false), tok = the chord token the model emitted for that frame
+    {"e":"cc","f":12,"t":3.05,"c":64,"v":127}         melody controller c (64 sustain, 67 soft pedal, 1 mod wheel)
+    {"e":"bend","f":12,"t":3.1,"v":8192}              melody pitch bend, 14 bits (8192 = centre)
+    {"e":"pressure","f":12,"t":3.1,"v":40}            melody channel pressure (aftertouch)
+    {"e":"keypressure","f":12,"t":3.1,"p":64,"v":40}  melody poly pressure on pitch p
+        the player's pedals and other channel messages, as they arrived (journals before them have none)
     {"e":"tok","f":16,"tok":201}                      melody token fed to the model for frame f (optional)
     {"e":"stats","frames_planned":640,"deadline_misses":0,...}   timing counters; the latest value wins
     {"e":"close","ended":"2025-...Z","recovered":false,...}      the closing line: the session is finished
@@ -222,6 +227,7 @@ Check = tuple[bool, Callable[[Any], bool], str]  # (required, test, what a good 
 _FRAME: Check = (True, _is_frame, "a frame number")
 _TIME: Check = (True, _is_number, "a finite time in seconds")
 _PITCH: Check = (True, _is_pitch, "a MIDI note 0..127")
+_VALUE: Check = (True, _is_pitch, "a value 0..127")
 EVENT_FIELDS: dict[str, dict[str, Check]] = {
     "on": {"f": _FRAME, "t": _TIME, "p": _PITCH, "v": (False, _is_pitch, "a velocity 0..127")},
     "off": {"f": _FRAME, "t": _TIME, "p": _PITCH},
@@ -232,7 +238,29 @@ EVENT_FIELDS: dict[str, dict[str, Check]] = {
               "on": (False, lambda x: isinstance(x, bool), "true or false"),
               "tok": (False, _is_int, "a token id")},
     "tok": {"f": _FRAME, "tok": (True, _is_int, "a token id")},
+    "cc": {"f": _FRAME, "t": _TIME, "c": (True, _is_pitch, "a controller 0..127"), "v": _VALUE},
+    "bend": {"f": _FRAME, "t": _TIME, "v": (True, lambda x: _is_int(x) and 0 <= x <= 16383, "a pitch bend 0..16383")},
+    "pressure": {"f": _FRAME, "t": _TIME, "v": _VALUE},
+    "keypressure": {"f": _FRAME, "t": _TIME, "p": _PITCH, "v": _VALUE},
 }  # other kinds ("stats", kinds of later versions) are kept as they are; saving ignores what it does not know
+
+
+CONTROL_KINDS = {0xB0: "cc", 0xE0: "bend", 0xD0: "pressure", 0xA0: "keypressure"}  # journal kind of each status
+
+
+def control_event(status: int, data: tuple[int, ...]) -> dict[str, Any] | None:
+    """The journal fields of a melody channel message (``status`` without its channel bits, ``data`` as sent),
+    without frame and time; None for a status the journal does not keep."""
+    kind = CONTROL_KINDS.get(status)
+    if kind == "cc":
+        return {"e": kind, "c": int(data[0]), "v": int(data[1])}
+    if kind == "bend":
+        return {"e": kind, "v": int(data[0]) | int(data[1]) << 7}
+    if kind == "pressure":
+        return {"e": kind, "v": int(data[0])}
+    if kind == "keypressure":
+        return {"e": kind, "p": int(data[0]), "v": int(data[1])}
+    return None
 
 
 def event_problem(ev: dict[str, Any]) -> str | None:

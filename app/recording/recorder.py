@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .journal import SessionJournal, app_version, closing_line, utc_now
+from .journal import SessionJournal, app_version, closing_line, control_event, utc_now
 from .save import save_session
 
 
@@ -98,6 +98,13 @@ class Recorder:
 
     def melody_off(self, frame: int, time: float, pitch: int) -> None:
         self.journal.append({"e": "off", "f": int(frame), "t": _t(time), "p": int(pitch)})
+
+    def melody_control(self, frame: int, time: float, status: int, data: tuple[int, ...]) -> None:
+        """A controller, pitch bend or pressure the player sent with the melody (``ControlEvent.status`` and
+        ``data``): one ``cc``, ``bend``, ``pressure`` or ``keypressure`` line; another status is not written."""
+        event = control_event(status, data)
+        if event is not None:
+            self.journal.append({"e": event.pop("e"), "f": int(frame), "t": _t(time), **event})
 
     def chord(self, frame: int, time: float, symbol: str | None, pitches: list[int], bass: int | None,
               onset: bool, token: int) -> None:

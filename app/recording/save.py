@@ -5,6 +5,8 @@ MIDI layout (480 ticks per quarter note, one tempo for the session):
   ``Melody`` (channel 1), ``Chords`` (channel 2), ``Bass`` (channel 3): program change at 0, then the notes.
 Every note-on has its note-off: a chord's notes end where the next chord (or silence) starts, a melody note
 struck again without an off is ended first, and whatever still sounds at the end is closed at the last event.
+The player's controllers (sustain and the other pedals, mod wheel, pitch bend, pressure) are on the Melody track at
+their times; a pedal still down or a bend off centre at the end is let go at the end.
 
 Timing: events carry times on the engine's clock; the file's beat grid is anchored at frame 0 (``t0`` from the
 header, or derived from the first chord event, else the first melody event, as ``t - frame * frame_seconds``).
@@ -32,7 +34,11 @@ from .output import MIDI, check_target, sidecar_path, write_together
 
 TICKS_PER_BEAT = 480
 TRACKS = (("Melody", MELODY), ("Chords", CHORDS), ("Bass", BASS))
-TIMED = ("on", "off", "chord")  # the events that sound; other kinds (and later versions' kinds) are not placed
+CONTROLS = ("cc", "bend", "pressure", "keypressure")  # the player's pedals, bends and pressure, on the Melody track
+TIMED = ("on", "off", "chord", *CONTROLS)  # the events that sound; other kinds (and later versions' kinds) are not placed
+PEDALS = (64, 66, 67)  # sustain, sostenuto, soft: one left down at the end is lifted there
+BEND_CENTRE = 8192
+TIME_RESOLUTION = 1e-6  # seconds: the journal rounds its times to this (``recorder._t``)
 MAX_TICK = 0x0FFFFFFF  # the largest delta time a MIDI file can hold (a 4-byte variable-length number)
 Note = tuple[int, int, int, int]  # (on_tick, off_tick, pitch, velocity)
 
@@ -63,11 +69,38 @@ class _Timeline:
         timed = self.events
         earliest = min((e["t"] for e in timed), default=t0)
         bar_s = num * (4.0 / den) * 60.0 / self.bpm
-        self.lead_in_bars = max(0, math.ceil((t0 - earliest) / bar_s - 1e-9))
+        # less than the journal's resolution (times are rounded to 1 us, t0 is not) early is on frame 0: a chord
+        # struck at frame 0 used to add a whole bar of lead-in when its rounded time fell just before t0
+        self.lead_in_bars = max(0, math.ceil((t0 - earliest - TIME_RESOLUTION) / bar_s - 1e-9))
         self.origin = t0 - self.lead_in_bars * bar_s
 
     def tick(self, t: float) -> int:
         return max(0, round((t - self.origin) * self.bpm / 60.0 * TICKS_PER_BEAT))
+
+
+def _controls(events: list[dict[str, Any]], tl: _Timeline, end: int) -> list[tuple[int, mido.Message]]:
+    """The Melody track's controller messages (``CONTROLS`` events, in time order), with a pedal still down or a
+    bend off centre let go at ``end``."""
+    out: list[tuple[int, mido.Message]] = []
+    pedals: dict[int, int] = {}
+    bend = BEND_CENTRE
+    for ev in events:
+        tick, kind = tl.tick(ev["t"]), ev["e"]
+        if kind == "cc":
+            out.append((tick, mido.Message("control_change", channel=MELODY, control=ev["c"], value=ev["v"])))
+            pedals[ev["c"]] = ev["v"]
+        elif kind == "bend":
+            out.append((tick, mido.Message("pitchwheel", channel=MELODY, pitch=ev["v"] - BEND_CENTRE)))
+            bend = ev["v"]
+        elif kind == "pressure":
+            out.append((tick, mido.Message("aftertouch", channel=MELODY, value=ev["v"])))
+        elif kind == "keypressure":
+            out.append((tick, mido.Message("polytouch", channel=MELODY, note=ev["p"], value=ev["v"])))
+    out += [(end, mido.Message("control_change", channel=MELODY, control=c, value=0))
+            for c in PEDALS if pedals.get(c, 0) >= 64]
+    if bend != BEND_CENTRE:
+        out.append((end, mido.Message("pitchwheel", channel=MELODY, pitch=0)))
+    return out
 
 
 def _collect(journal: Journal, tl: _Timeline) -> tuple[dict[str, list[Note]], list[tuple[int, str]], int]:
@@ -124,7 +157,7 @@ def _collect(journal: Journal, tl: _Timeline) -> tuple[dict[str, list[Note]], li
     return notes, markers, end
 
 
-def _track(name: str, timed: list[tuple[int, int, mido.Message | mido.MetaMessage]], end: int) -> mido.MidiTrack:
+def _track(name: str, timed: list[tuple[int, float, mido.Message | mido.MetaMessage]], end: int) -> mido.MidiTrack:
     """Absolute-tick messages -> a track with delta times; at equal ticks note-offs come before note-ons."""
     track = mido.MidiTrack()
     track.append(mido.MetaMessage("track_name", name=name, time=0))
@@ -150,6 +183,7 @@ def build_midi(journal: Journal) -> tuple[mido.MidiFile, dict[str, Any]]:
     tl = _Timeline(journal)
     notes, markers, end_tick = _collect(journal, tl)
     end = max([end_tick, *(off for ns in notes.values() for _, off, _, _ in ns)])
+    controls = _controls(sorted((e for e in tl.events if e["e"] in CONTROLS), key=lambda e: e["t"]), tl, end)
     num, den = journal.header.get("meter") or [4, 4]
     mid = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
     conductor: list[tuple[int, int, Any]] = [
@@ -160,13 +194,16 @@ def build_midi(journal: Journal) -> tuple[mido.MidiFile, dict[str, Any]]:
     mid.tracks.append(_track("Conductor", conductor, end))
     programs = programs_from(journal.header)
     for name, ch in TRACKS:
-        timed: list[tuple[int, int, Any]] = [(0, 0, mido.Message("program_change", channel=ch, program=programs[ch]))]
+        timed: list[tuple[int, float, Any]] = [(0, 0, mido.Message("program_change", channel=ch, program=programs[ch]))]
         for on, off, pitch, vel in notes[name]:
             timed.append((on, 2, mido.Message("note_on", channel=ch, note=pitch, velocity=vel)))
             timed.append((off, 1, mido.Message("note_off", channel=ch, note=pitch, velocity=0)))
+        if name == "Melody":  # between a tick's note-offs and its note-ons, in the order played
+            timed += [(tick, 1.5, msg) for tick, msg in controls]
         mid.tracks.append(_track(name, timed, end))
     summary = {
         "melody_notes": len(notes["Melody"]),
+        "melody_controls": len(controls),
         "chord_onsets": len(markers),
         "duration_seconds": round(mido.tick2second(end, TICKS_PER_BEAT, mido.bpm2tempo(tl.bpm)), 3),
         "lead_in_bars": tl.lead_in_bars,

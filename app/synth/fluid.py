@@ -76,3 +76,21 @@ def captured_log(fs: ModuleType) -> Iterator[list[str]]:
         finally:
             for level in levels:
                 lib.fluid_set_log_function(level, default, None)
+
+
+def channel_message(fs: ModuleType, synth, channel: int, status: int, data: tuple[int, ...]) -> None:
+    """Play a controller (0xB0), pitch bend (0xE0, 14-bit as (lsb, msb)), channel pressure (0xD0) or poly
+    pressure (0xA0) on ``synth`` (a pyfluidsynth ``Synth``); pyfluidsynth wraps only the first two, so the
+    pressures go to the FluidSynth library itself."""
+    if status == 0xB0:
+        fs.fluid_synth_cc(synth.synth, channel, data[0], data[1])
+    elif status == 0xE0:
+        fs.fluid_synth_pitch_bend(synth.synth, channel, data[0] | data[1] << 7)
+    elif status in (0xD0, 0xA0):
+        name = "fluid_synth_channel_pressure" if status == 0xD0 else "fluid_synth_key_pressure"
+        fn = getattr(fs._fl, name, None)
+        if fn is None:  # an old FluidSynth
+            return
+        fn.argtypes = [c_void_p] + [c_int] * (1 + len(data))
+        fn.restype = c_int
+        fn(synth.synth, channel, *data)

@@ -41,6 +41,7 @@ DRIVER_ORDER = (
     "oss", "sdl3", "sdl2", "portaudio", "opensles", "oboe",
 )
 NEVER_PROBED = ("file",)
+SUSTAIN, SOSTENUTO, RESET_ALL_CONTROLLERS = 64, 66, 121
 
 
 def _channel(channel: int | str) -> int:
@@ -74,6 +75,7 @@ class BuiltinSynth:
         self._synth: Any = None
         self._sfid = -1
         self._sounding: set[tuple[int, int]] = set()
+        self._controlled: set[int] = set()  # channels a controller, bend or pressure was sent on
         self._lock = threading.RLock()
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -186,6 +188,18 @@ class BuiltinSynth:
                 self._synth.noteoff(ch, int(pitch))
             self._sounding.discard((ch, int(pitch)))
 
+    def control(self, channel: int | str, status: int, data: tuple[int, ...]) -> None:
+        """A controller (``status`` 0xB0: (controller, value)), pitch bend (0xE0: (lsb, msb)), channel pressure
+        (0xD0: (value,)) or poly pressure (0xA0: (pitch, value)) on a channel: the player's sustain pedal, mod
+        wheel, bends. ``all_notes_off()`` lifts the pedals and resets them."""
+        ch = _channel(channel)
+        if not all(0 <= d <= 127 for d in data):
+            return
+        with self._lock:
+            if self._synth is not None:
+                fluid.channel_message(self._fs, self._synth, ch, status, tuple(int(d) for d in data))
+            self._controlled.add(ch)
+
     def program_select(self, channel: int | str, program: int) -> None:
         """Set the GM program (0-127) of a channel; remembered across ``start()`` and silent mode."""
         ch = _channel(channel)
@@ -197,7 +211,8 @@ class BuiltinSynth:
                 self._synth.program_select(ch, self._sfid, 0, int(program))
 
     def all_notes_off(self) -> None:
-        """Note-off for everything sounding, on every channel (stop, model switch, port loss, panic)."""
+        """Note-off for everything sounding, on every channel (stop, model switch, port loss, panic); a pedal the
+        player held is lifted and the controllers reset, so nothing rings on."""
         with self._lock:
             self._release_all()
 
@@ -207,7 +222,12 @@ class BuiltinSynth:
                 self._synth.noteoff(ch, pitch)
             for ch in sorted({*self.programs, *(c for c, _ in self._sounding)}):
                 self._synth.all_notes_off(ch)
+            for ch in sorted(self._controlled):
+                for controller in (SUSTAIN, SOSTENUTO):  # releases the voices the pedals hold
+                    self._synth.cc(ch, controller, 0)
+                self._synth.cc(ch, RESET_ALL_CONTROLLERS, 0)  # bend, pressure, mod wheel, soft pedal
         self._sounding.clear()
+        self._controlled.clear()
 
     def sounding(self) -> set[tuple[int, int]]:
         """(channel, pitch) pairs that had a note-on and no note-off yet."""
