@@ -177,6 +177,19 @@ def test_the_prior_holds_the_chord_off_the_grid_and_prices_a_change_on_it(gapt):
     assert on_bar[hold_c] == 0.0 and on_bar[v["C"]] == 0.0  # holding or re-striking is no change
 
 
+def test_a_negative_change_cost_favours_a_change_over_holding(gapt):
+    """For a policy that already changes at the songs' rate, the fit priors freeze it: a negative cost is the
+    musician's "eager to change" end of the same knob; off the grid a change stays impossible."""
+    s = Steerer(gapt.card, replace(STEER_OFF, rhythm="auto", change_cost=-1.5))
+    v = {t["symbol"]: t["id"] for t in gapt.card["tokens"] if t["kind"] == "chord_on"}
+    hold_c = next(t["id"] for t in gapt.card["tokens"] if t["kind"] == "chord_hold" and t["symbol"] == "C")
+    on_bar, on_beat, off_grid = s.prior(16, v["C"], []), s.prior(20, v["C"], []), s.prior(5, v["C"], [])
+    assert on_bar[v["G"]] == 1.5 and on_beat[v["G"]] == 0.5 and on_bar[hold_c] == 0.0
+    assert np.isinf(off_grid[v["G"]])
+    with pytest.raises(SteeringError, match="change_cost"):
+        SteerSettings(change_cost=-5.0).checked()
+
+
 def test_melody_fit_prefers_chords_that_hold_the_recent_melody(gapt):
     s = Steerer(gapt.card, replace(STEER_OFF, melody_fit=2.0))
     v = {t["symbol"]: t["id"] for t in gapt.card["tokens"] if t["kind"] == "chord_on"}

@@ -91,7 +91,7 @@ KNOBS: tuple[Knob, ...] = declared(
     Knob("rhythm", "Chord changes", "where a chord may change: auto (beats, preferring bar lines), any 16th, "
          "beat, half (bar and half bar) or bar", choices=RHYTHMS),
     Knob("change_cost", "Change reluctance", "nats against changing chord at a bar line (auto adds more for weaker "
-         "beats); higher: fewer changes", 0.0, 8.0),
+         "beats); higher: fewer changes, below 0: eager to change", -4.0, 8.0),
     Knob("key", "Key", "auto (follow the melody), off, or a key to stay in: C, F#, Bb, Am ..."),
     Knob("key_strength", "Stay in key", "nats per chord tone outside the key; 0: off", 0.0, 8.0),
     Knob("melody_fit", "Melody fit", "nats for a chord whose tones hold all of the recent melody", 0.0, 8.0),
