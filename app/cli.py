@@ -388,13 +388,14 @@ def _render(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     """A session (or a rejam output) as a lead sheet: MusicXML and/or a chord chart (PNG or PDF)."""
+    from .engine.key import NAMES
     from .leadsheet import export
 
     done = export(args.session, args.musicxml, args.chart, _input_limits(args))
     _warn(done.warnings)
     s = done.sheet
     for path in done.written:
-        print(f"wrote {path}: {s.n_bars} bars, {s.meter[0]}/{s.meter[1]} at {s.bpm:g} bpm, key {s.key.name} "
+        print(f"wrote {path}: {s.n_bars} bars, {s.meter[0]}/{s.meter[1]} at {s.bpm:g} bpm, key {NAMES[s.key.tonic]} {s.key.mode} "
               f"({'the session' + chr(39) + 's' if s.key_from == 'session' else 'from the melody'})")
     return 0
 
