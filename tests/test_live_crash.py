@@ -9,6 +9,7 @@ recovered MIDI file with what was sent and what was heard.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import mido
@@ -94,6 +96,20 @@ def start_jam(tmp_path: Path, bundle: Path, synth: str) -> tuple[subprocess.Pope
     return proc, log_path
 
 
+@contextlib.contextmanager
+def ended(proc: subprocess.Popen, player) -> Iterator[None]:
+    """Whatever the test does with the jam, the jam process ends (killed if still running) and the player's port
+    goes away."""
+    try:
+        yield
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        player.close_port()
+        player.delete()
+
+
 def open_comper_in(player) -> None:
     port = next((i for i, n in enumerate(player.get_ports()) if n.endswith(":Comper in")), None)
     assert port is not None, f"no ':Comper in' among {player.get_ports()}"
@@ -119,7 +135,7 @@ def test_sigkill_mid_jam_loses_no_note_played_and_no_chord_heard(jack, tiny_bund
     synth = Synth(unique("crash-synth"))
     player = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, unique("crash-player"))
     proc, _ = start_jam(tmp_path, tiny_bundle, synth.name)
-    try:
+    with ended(proc, player):
         open_comper_in(player)
         journal = next(tmp_path.glob("*.journal.jsonl"))
         header = json.loads(journal.read_text().splitlines()[0])
@@ -137,12 +153,6 @@ def test_sigkill_mid_jam_loses_no_note_played_and_no_chord_heard(jack, tiny_bund
             time.sleep(0.0005)
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(timeout=10) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        player.close_port()
-        player.delete()
     time.sleep(0.1)
     heard = strikes_heard(synth.poll())
     synth.unplug()
@@ -188,19 +198,13 @@ def test_a_jam_ended_by_a_signal_releases_every_note_at_the_port_and_saves_the_t
     synth = Synth(unique("signal-synth"))
     player = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, unique("signal-player"))
     proc, log_path = start_jam(tmp_path, tiny_bundle, synth.name)
-    try:
+    with ended(proc, player):
         open_comper_in(player)
         play_until_chords(player, synth, [])
         player.send_message([0x90, 67, 90])  # a note held down too
         assert wait_until(lambda: synth.sounding(), 5), "a chord sounds at the port when the signal comes"
         os.kill(proc.pid, sig)
         assert proc.wait(timeout=30) == 0, log_path.read_text()[-2000:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        player.close_port()
-        player.delete()
     time.sleep(0.2)
     left = synth.sounding()
     synth.unplug()

@@ -180,7 +180,7 @@ def test_the_prior_holds_the_chord_off_the_grid_and_prices_a_change_on_it(gapt):
 def test_a_negative_change_cost_favours_a_change_over_holding(gapt):
     """For a policy that already changes at the songs' rate, the fit priors freeze it: a negative cost is the
     musician's "eager to change" end of the same knob; off the grid a change stays impossible."""
-    s = Steerer(gapt.card, replace(STEER_OFF, rhythm="auto", change_cost=-1.5))
+    s = Steerer(gapt.card, replace(STEER_OFF, rhythm="auto", change_cost=-1.5).checked())  # in range
     v = {t["symbol"]: t["id"] for t in gapt.card["tokens"] if t["kind"] == "chord_on"}
     hold_c = next(t["id"] for t in gapt.card["tokens"] if t["kind"] == "chord_hold" and t["symbol"] == "C")
     on_bar, on_beat, off_grid = s.prior(16, v["C"], []), s.prior(20, v["C"], []), s.prior(5, v["C"], [])
