@@ -20,10 +20,7 @@ from collections.abc import Iterator
 from .engine import steering
 from .engine.bundle import BundleError, load_bundle, resolve_model, shipped_bundles, shipped_teacher
 from .engine.options import JAM_KNOBS, OptionError, add_arguments, add_plan_arguments, check_args, knob
-
-
-USER_ERRORS = {"SteeringError", "OptionError", "BundleError", "MidiFileError", "RenderError", "SoundfontNotFound",
-               "PortError", "JournalError", "OutputError", "PlannerError", "LeadSheetError"}
+from .errors import ComperError
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -42,6 +39,7 @@ def _models(args: argparse.Namespace) -> int:
                          "default": b.name == default and card_path.parent == models_dir(),
                          "parameters": c.parameters, "stage": c.stage, "description": c.description,
                          "test_harmony": c.test_harmony, "test_vendi": c.test_vendi,
+                         "change_cost_offset": c.change_cost_offset,
                          "int8": c.int8 is not None and c.int8.file is not None})
         except BundleError as e:
             rows.append({"name": card_path.stem, "path": str(card_path), "ok": False, "error": str(e)})
@@ -59,6 +57,8 @@ def _models(args: argparse.Namespace) -> int:
             state += f", test harmony {r['test_harmony']:.3f}"
         if r.get("test_vendi") is not None:
             state += f", Vendi {r['test_vendi']:.1f}"
+        if r.get("change_cost_offset"):
+            state += f", steering change cost {r['change_cost_offset']:+g}"
         print(f"{r['name'] + (' *' if r.get('default') else ''):<24} {state}  ({r['path']})")
     return 0 if all(r["ok"] for r in rows) else 2
 
@@ -505,9 +505,7 @@ def _main(argv: list[str] | None) -> int:
     _terminate_as_interrupt()
     try:
         return args.func(args)
-    except Exception as e:  # noqa: BLE001 - user-fixable errors of every subsystem print one line
-        if type(e).__name__ not in USER_ERRORS:
-            raise
+    except ComperError as e:  # user-fixable errors of every subsystem print one line
         return _user_error(e)
     except KeyboardInterrupt:
         return 130

@@ -7,14 +7,13 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import PER_SOURCE
 
 from training.cli import main
 from training.data import cache as cache_mod
 from training.data import tokens as T
 from training.data.dataset import WindowConfig, WindowDataset
 from training.data.sources import SOURCES
-
-from conftest import PER_SOURCE
 
 
 def test_build_keeps_songs_from_every_source(small_cache):

@@ -3,7 +3,14 @@
 import pytest
 
 from training.data.chords import (
-    N_CHORDS, QUALITIES, Chord, Mapping, chord_from_symbol, map_chord, parse_chord_text, parse_harte,
+    N_CHORDS,
+    QUALITIES,
+    Chord,
+    Mapping,
+    chord_from_symbol,
+    map_chord,
+    parse_chord_text,
+    parse_harte,
 )
 
 

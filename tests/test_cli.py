@@ -18,13 +18,12 @@ from pathlib import Path
 
 import mido
 import pytest
+from hostile_midi import vlq
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from app.cli import main
 from app.recording.output import SIDECAR_SUFFIX
-
-from hostile_midi import vlq
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,13 +1,22 @@
 """Frame codec properties: token round trip, lead-sheet round trip, transposition, interleaving, crops."""
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from training.data import tokens as T
 from training.data.chords import N_CHORDS, Chord, parse_chord_text
 from training.data.codec import (
-    Frames, chord_tokens, decode, deinterleave, encode, frames_from_tokens, interleave, melody_tokens,
-    random_crop_start, transpose,
+    Frames,
+    chord_tokens,
+    decode,
+    deinterleave,
+    encode,
+    frames_from_tokens,
+    interleave,
+    melody_tokens,
+    random_crop_start,
+    transpose,
 )
 from training.data.leadsheet import ChordSpan, LeadSheet, Note
 

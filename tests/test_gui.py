@@ -293,8 +293,9 @@ def test_with_no_midi_and_no_audio_device_the_app_says_so_and_the_keys_play(qtbo
 
 
 def test_a_midi_keyboard_is_picked_by_name_lights_up_and_comes_back_after_unplugging(qtbot, make_window, jack):
-    from app.gui import style
     from jack_helpers import Keyboard, Synth, unique
+
+    from app.gui import style
 
     kb, synth = Keyboard(unique("gui-keys")), Synth(unique("gui-synth"))
     w = make_window()

@@ -5,8 +5,15 @@ import pytest
 
 from app.engine.key import Key
 from training.data.chords import N_QUALITIES, QUALITY_INDEX
-from training.evaluation.heard import (changes, changes_per_bar, mean_chord_beats, measure_heard,
-                                       offbeat_onset_share, out_of_key_share, song_key)
+from training.evaluation.heard import (
+    changes,
+    changes_per_bar,
+    mean_chord_beats,
+    measure_heard,
+    offbeat_onset_share,
+    out_of_key_share,
+    song_key,
+)
 
 
 def chord(root: int, quality: str = "maj") -> int:

@@ -9,18 +9,17 @@ import time
 
 import mido
 import pytest
+from fault_helpers import break_policy
+from jack_helpers import Synth, unique
 
 from app.engine.bundle import load_bundle
 from app.engine.grammar import Grammar
 from app.engine.live import JamSession, JamSettings
+from app.engine.performer import MidiSink
 from app.engine.planner import Planner, PlanSettings
 from app.engine.policy import OnnxPolicy
 from app.engine.simulate import simulate
 from app.midi import MidiInput, MidiOutput, NoteEvent
-from app.engine.performer import MidiSink
-
-from fault_helpers import break_policy
-from jack_helpers import Synth, unique
 
 
 class CaptureSink:
@@ -321,10 +320,9 @@ def test_the_keyboards_all_notes_off_ends_the_thru_note_and_the_melody_the_model
     on and the model went on hearing the melody held. Only the input path runs here (no scheduler), on a shipped
     policy (no training needed)."""
     from app.engine.bundle import resolve_model
+    from app.engine.clock import FrameClock
     from app.midi import NoteFilter
     from app.recording import Recorder, read_journal
-
-    from app.engine.clock import FrameClock
 
     sink = CaptureSink()
     clock = FrameClock.starting_now(120)

@@ -23,10 +23,9 @@ from pathlib import Path
 import mido
 import pytest
 import rtmidi
+from jack_helpers import Synth, unique, wait_until
 
 from app.recording import find_unfinished, sidecar_path
-
-from jack_helpers import Synth, unique, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 PHRASE = [60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62]
@@ -236,9 +235,10 @@ def test_a_planner_fault_or_a_crash_mid_jam_leaves_no_note_sounding_at_the_port(
     both, what sounded at the port gets its note-off."""
     import threading
 
+    from fault_helpers import FaultySession
+
     import app.cli as cli
     import app.engine.policy as policy_module
-    from fault_helpers import FaultySession
 
     sessions: list[FaultySession] = []
     real_session = policy_module.onnx_session

@@ -11,13 +11,27 @@ from hypothesis import strategies as st
 
 from training.data.chords import N_CHORDS, N_QUALITIES, QUALITY_INDEX, chord_from_symbol
 from training.data.codec import Frames, chord_tokens, frames_from_tokens, melody_tokens
-from training.evaluation.diversity import (EMBEDDING_DIM, bigram_embedding, chord_length_entropy,
-                                           chord_symbol_entropy, distinct_progressions, vendi_score)
+from training.evaluation.diversity import (
+    EMBEDDING_DIM,
+    bigram_embedding,
+    chord_length_entropy,
+    chord_symbol_entropy,
+    distinct_progressions,
+    vendi_score,
+)
 from training.evaluation.harmony import beats_to_recover, note_in_chord, per_beat_note_in_chord
-from training.evaluation.timing import (INTERVAL_BINS, chord_events, chord_silence_ratio, early_stop_ratio,
-                                        event_onsets, mean_pitch_classes_per_chord, onset_interval_counts,
-                                        onset_interval_emd, onset_interval_histogram,
-                                        pooled_onset_interval_histogram)
+from training.evaluation.timing import (
+    INTERVAL_BINS,
+    chord_events,
+    chord_silence_ratio,
+    early_stop_ratio,
+    event_onsets,
+    mean_pitch_classes_per_chord,
+    onset_interval_counts,
+    onset_interval_emd,
+    onset_interval_histogram,
+    pooled_onset_interval_histogram,
+)
 
 C, G, F, Am = (chord_from_symbol(s).index for s in ("C", "G", "F", "Am"))
 NaN = float("nan")

@@ -11,15 +11,22 @@ import time
 import mido
 import pytest
 import rtmidi
+from jack_helpers import Keyboard, Synth, unique, wait_until
 
 from app.midi import (
-    MidiInput, MidiOutput, NoteEvent, NoteFilter, PortError, StreamParser, available_apis, list_ports, open_input,
+    MidiInput,
+    MidiOutput,
+    NoteEvent,
+    NoteFilter,
+    PortError,
+    StreamParser,
+    available_apis,
+    list_ports,
+    open_input,
     open_output,
 )
 from app.midi import ports as ports_mod
 from app.midi.ports import match_port
-
-from jack_helpers import Keyboard, Synth, unique, wait_until
 
 SENTINEL = (0x90, 99, 1)  # a note sent after each bad input: once it arrives, everything before it has arrived
 

@@ -12,7 +12,13 @@ import pytest
 
 from app.recording import output
 from app.recording.output import (
-    MIDI, OutputError, check_target, existing_sidecar, sidecar_path, write_file, write_together,
+    MIDI,
+    OutputError,
+    check_target,
+    existing_sidecar,
+    sidecar_path,
+    write_file,
+    write_together,
 )
 
 OWN = {"gapt.json": "a model card", "gapt.onnx": "a model graph", "session-1.journal.jsonl": "a session journal",

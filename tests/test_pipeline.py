@@ -14,7 +14,7 @@ def test_the_smoke_pipeline_makes_loadable_bundles_and_resumes(small_cache, tmp_
     record = run_pipeline("smoke", data=tmp_path / "unused", out=out, cache=cache)
     cfg = PRESETS["smoke"]
     expected = (["data", "pretrain-online", "pretrain-offline"] + [f"reward-{k}" for k in cfg.reward_kinds]
-                + [f"rl-{s}" for s in cfg.systems] + ["export", "eval-test", "eval-ood", "cards"])
+                + [f"rl-{s}" for s in cfg.systems] + ["export", "calibrate", "eval-test", "eval-ood", "cards"])
     assert list(record["stages"]) == expected
     assert all(s["done"] for s in record["stages"].values())
     roles = {p.stem: load_bundle(p).role for p in (out / "models").glob("*.json")}
@@ -27,6 +27,10 @@ def test_the_smoke_pipeline_makes_loadable_bundles_and_resumes(small_cache, tmp_
     assert set(card["evaluation"]) == {"test", "ood"} and "fp16 storage" in card["weights"]
     fixed = metrics["protocols"]["fixed"]["gapt"]["harmony"]["mean"]
     assert card["evaluation"]["test"]["harmony"] == fixed and card["description"].startswith("GAPT")
+    # each RL policy's steering was calibrated on validation songs, and the cards stage kept it
+    assert card["steering"]["chosen_on"] == "valid" and card["steering"]["songs"] == cfg.calibration_songs
+    assert load_bundle(out / "models" / "gapt.json").card.change_cost_offset == card["steering"]["change_cost_offset"]
+    assert "steering" not in json.loads((out / "models" / "online-mle.json").read_text())
     assert "| `gapt` |" in (out / "models" / "TABLE.md").read_text()
     # gapt ships the snapshot its validation curve chose; the others their last update
     chosen = select_snapshot(out / "runs" / "rl-gapt")

@@ -19,7 +19,14 @@ import numpy as np
 import pytest
 
 from app.recording import (
-    JournalError, OutputError, Recorder, default_midi_path, find_unfinished, read_journal, recover, save_session,
+    JournalError,
+    OutputError,
+    Recorder,
+    default_midi_path,
+    find_unfinished,
+    read_journal,
+    recover,
+    save_session,
     sidecar_path,
 )
 

@@ -9,13 +9,12 @@ import stat
 
 import mido
 import pytest
+from hostile_midi import one_note_then_a_note_off_far_away, type2_file
 
 from app.cli import main
 from app.engine.bundle import load_bundle
 from app.engine.midifile import InputLimits, MidiFileError, read_melody
 from app.recording import output, sidecar_path
-
-from hostile_midi import one_note_then_a_note_off_far_away, type2_file
 
 
 @pytest.fixture

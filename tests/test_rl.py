@@ -11,8 +11,21 @@ from training.models.rewards import ChordDiscriminator
 from training.models.transformer import preset
 from training.pretrain import load_checkpoint, load_model
 from training.rl.ppo import (
-    CONFIGS, RLConfig, chord_masks, distill_weight, entropy_of, gae, kl_to_teacher, masked_logprobs, plot_systems,
-    schedule_fires, select_snapshot, teacher_kl_to_policy, total_reward, train_rl, with_system,
+    CONFIGS,
+    RLConfig,
+    chord_masks,
+    distill_weight,
+    entropy_of,
+    gae,
+    kl_to_teacher,
+    masked_logprobs,
+    plot_systems,
+    schedule_fires,
+    select_snapshot,
+    teacher_kl_to_policy,
+    total_reward,
+    train_rl,
+    with_system,
 )
 
 

@@ -12,13 +12,14 @@ import pytest
 
 from app.engine import steering
 from app.engine.bundle import load_bundle, resolve_model
+from app.engine.card import BundleError, Card, SteeringCalibration
 from app.engine.key import Key, KeyTracker, estimate_key
 from app.engine.midifile import read_melody
 from app.engine.options import add_plan_arguments, plan_from_args
 from app.engine.planner import Planner, PlanSettings
 from app.engine.policy import OnnxPolicy
 from app.engine.simulate import simulate
-from app.engine.steering import PRESETS, STEER_OFF, SteerSettings, Steerer, SteeringError
+from app.engine.steering import PRESETS, STEER_OFF, Steerer, SteeringError, SteerSettings
 from app.engine.teacher import OnnxTeacher
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,6 +189,23 @@ def test_a_negative_change_cost_favours_a_change_over_holding(gapt):
     assert np.isinf(off_grid[v["G"]])
     with pytest.raises(SteeringError, match="change_cost"):
         SteerSettings(change_cost=-5.0).checked()
+
+
+def test_a_cards_calibration_shifts_the_players_change_cost_and_never_touches_the_raw_policy(gapt):
+    """RL policies trained toward a teacher hold chords longer than the model the presets were chosen on; their
+    card says by how much, and the engine adds it to whatever cost the player chose."""
+    calibrated = replace(gapt.card, steering=SteeringCalibration(-2.0, "valid"))
+    assert Card.from_dict(calibrated.to_dict()).change_cost_offset == -2.0  # written and read back
+    v = {t["symbol"]: t["id"] for t in gapt.card["tokens"] if t["kind"] == "chord_on"}
+    settings = replace(STEER_OFF, rhythm="auto", change_cost=0.5)
+    plain, shifted = Steerer(gapt.card, settings), Steerer(calibrated, settings)
+    assert plain.prior(16, v["C"], [])[v["G"]] == -0.5 and shifted.prior(16, v["C"], [])[v["G"]] == 1.5
+    assert np.isinf(shifted.prior(5, v["C"], [])[v["G"]])  # off the grid the chord is still held
+    assert Steerer(calibrated, STEER_OFF).prior(16, v["C"], []) is None  # steering off: the raw policy
+    with pytest.raises(BundleError, match=r"steering\.change_cost_offset: 20 is not between"):
+        Card.from_dict({**gapt.card.to_dict(), "steering": {"change_cost_offset": 20}}, "x.json")
+    with pytest.raises(BundleError, match=r"steering\.change_cost_offset: expected a number"):
+        Card.from_dict({**gapt.card.to_dict(), "steering": {"change_cost_offset": "low"}}, "x.json")
 
 
 def test_melody_fit_prefers_chords_that_hold_the_recent_melody(gapt):

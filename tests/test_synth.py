@@ -295,10 +295,10 @@ def test_a_file_over_the_limits_is_refused_before_anything_renders(tmp_path, cap
     """A 44-byte MIDI file with one note-off 2^28 ticks on once made `render` write 544 MB of WAV in 10 s."""
     import time
 
+    from hostile_midi import one_note_then_a_note_off_far_away
+
     from app.cli import main
     from app.engine.midifile import InputLimits
-
-    from hostile_midi import one_note_then_a_note_off_far_away
 
     huge = one_note_then_a_note_off_far_away(tmp_path / "huge.mid")
     out = tmp_path / "out"

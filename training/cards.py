@@ -5,13 +5,17 @@
 
 The figures a card states are the ones ``comper-train eval`` measured on that very bundle (or on the run it was
 exported from), copied with the split, song count, seed and bootstrap interval, so anyone can re-run the command
-and compare. Writing a card never touches its ONNX file, so the sha256 stays valid.
+and compare. Writing a card never touches its ONNX file, so the sha256 stays valid; cards are read and written
+through the app's typed ``Card`` (checked, written whole or not at all).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
+
+from app.engine.card import BundleError, Card
 
 from .data.cache import DataError
 
@@ -22,7 +26,7 @@ SUMMARY = ("vendi", "chord_entropy", "chord_length_entropy", "distinct_4grams", 
 def add_evaluation(card_path: Path, report: Path, system: str) -> dict:
     """Copy ``system``'s figures from an eval ``metrics.json`` into the card under its split; returns them."""
     card_path, report = Path(card_path), Path(report)
-    card = json.loads(card_path.read_text())
+    card = _load(card_path)
     metrics = json.loads(report.read_text())
     fixed = metrics["protocols"]["fixed"]
     if system not in fixed:
@@ -36,16 +40,20 @@ def add_evaluation(card_path: Path, report: Path, system: str) -> dict:
     tritone = metrics["protocols"].get("tritone", {}).get(system)
     if tritone is not None:
         entry["tritone_beats_to_recover"] = tritone.get("beats_to_recover")
-    card.setdefault("evaluation", {})[metrics["split"]] = entry
-    card_path.write_text(json.dumps(card, indent=1))
+    replace(card, evaluation={**card.evaluation, metrics["split"]: entry}).save(card_path)
     return entry
 
 
 def describe(card_path: Path, description: str) -> None:
     """The one line a musician reads in the model picker."""
-    card = json.loads(Path(card_path).read_text())
-    card["description"] = description
-    Path(card_path).write_text(json.dumps(card, indent=1))
+    replace(_load(Path(card_path)), description=description).save(card_path)
+
+
+def _load(card_path: Path) -> Card:
+    try:
+        return Card.load(card_path)
+    except BundleError as e:
+        raise DataError(str(e)) from e
 
 
 def _fmt(entry: dict | None, key: str, digits: int) -> str:

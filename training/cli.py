@@ -13,7 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+from app.errors import ComperError
+
 from .data.cache import DataError
+from .errors import NonFiniteLoss
 
 
 def _default_processes() -> int:
@@ -185,6 +188,27 @@ def _card(args: argparse.Namespace) -> None:
         print(f"{args.bundle}: {report} -> harmony {entry['harmony']:.3f}, Vendi {entry.get('vendi', 0):.1f}")
 
 
+def _calibrate(args: argparse.Namespace) -> None:
+    from app.engine.card import BundleError
+    from app.engine.options import plan_from_args
+    from app.engine.steering import preset_of
+
+    from .calibrate import calibrate, write_calibration
+
+    try:
+        plan = plan_from_args(args)
+        chosen, _ = calibrate(Path(args.bundle), Path(args.cache), plan, tuple(args.offsets), "valid", args.songs,
+                              plan.seed, _live_teacher(args.teacher), args.jobs,
+                              Path(args.embedding) if args.embedding else None)
+        print(f"chosen: change-cost offset {chosen.offset:+g} ({chosen.rhythm_ratio:.2f}x the songs' chord changes, "
+              f"harmony {chosen.harmony:.3f}) on {args.songs} validation songs")
+        if args.write:
+            write_calibration(Path(args.bundle), chosen, "valid", args.songs, preset_of(plan.steer))
+            print(f"wrote steering.change_cost_offset {chosen.offset:+g} into {args.bundle}")
+    except (BundleError, ValueError) as e:
+        raise DataError(str(e)) from e
+
+
 def _keep(args: argparse.Namespace) -> None:
     from .keep import keep
 
@@ -278,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_plan_arguments(ev, has_seed_and_temperature=True)
     ev.set_defaults(func=_eval)
 
-    from .rl.ppo import CONFIGS as RL_CONFIGS, SYSTEMS as RL_SYSTEMS
+    from .rl.ppo import CONFIGS as RL_CONFIGS
+    from .rl.ppo import SYSTEMS as RL_SYSTEMS
 
     rl = stages.add_parser("rl", help="RL post-training of an online policy (PPO; GAPT with --system gapt)")
     rl.add_argument("--system", default="gapt", choices=list(RL_SYSTEMS),
@@ -339,6 +364,20 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--out", required=True, help="the run folder to write (ckpt_best.pt, ckpt_last.pt, config.json)")
     rc.set_defaults(func=_recover)
 
+    cb = stages.add_parser("calibrate", help="the change-cost offset that gives a policy the songs' harmonic rhythm "
+                                             "under the engine's steering (validation split), into its card")
+    cb.add_argument("--bundle", required=True, help="an online-policy bundle's card, e.g. models/gapt.json")
+    cb.add_argument("--cache", required=True)
+    cb.add_argument("--songs", type=int, default=96, help="validation songs per trial (default 96)")
+    cb.add_argument("--offsets", type=float, nargs="+", default=[-3.0, -2.0, -1.0, 0.0],
+                    help="the offsets tried, in nats (default -3 -2 -1 0)")
+    cb.add_argument("--jobs", type=int, default=1, help="worker processes sharing the songs")
+    cb.add_argument("--teacher", help="the intro-fill teacher bundle (default: the shipped one; 'none')")
+    cb.add_argument("--embedding", help="a contrastive reward model whose chord encoder embeds for Vendi")
+    cb.add_argument("--write", action="store_true", help="write the chosen offset into the card")
+    add_plan_arguments(cb)
+    cb.set_defaults(func=_calibrate)
+
     kp = stages.add_parser("keep", help="a run's weights into the repository in bf16 with a card "
                                         "(models/weights/NAME.pt + .json), for the next stage on a new machine")
     kp.add_argument("--run", required=True)
@@ -353,12 +392,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except DataError as e:
+    except ComperError as e:  # DataError, and the app's errors (a broken bundle, a bad steering flag, ...)
         print(f"comper-train: error: {e}", file=sys.stderr)
         return 2
-    except RuntimeError as e:
-        if type(e).__name__ != "NonFiniteLoss":
-            raise
+    except NonFiniteLoss as e:
         print(f"comper-train: error: {e}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:

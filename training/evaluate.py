@@ -29,13 +29,14 @@ import numpy as np
 import torch
 
 from .data import tokens as T
-from .data.cache import Cache, DataError, load as load_cache
+from .data.cache import Cache, DataError
+from .data.cache import load as load_cache
 from .data.codec import Frames, melody_tokens, transpose
 from .data.sources import TRAINING_SOURCES
 from .evaluation import diversity as D
 from .evaluation import timing as TM
-from .evaluation.heard import measure_heard
 from .evaluation.harmony import CHORD_PC, beats_to_recover, note_in_chord, per_beat_note_in_chord
+from .evaluation.heard import measure_heard
 from .evaluation.systems import System, baseline_chords, load_system, most_frequent_chord
 from .generate import chord_indices, generate_jam, generate_offline, generate_online
 

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from app.engine.bundle import Bundle, sha256_file as sha256
+from app.engine.bundle import Bundle
+from app.engine.bundle import sha256_file as sha256
 from app.engine.card import FORMAT_VERSION, Card, GraphFile, ModelInfo
 from app.engine.policy import OnnxPolicy
 from app.engine.teacher import OnnxTeacher

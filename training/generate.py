@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from app.engine.grammar import Grammar
+
 from .data import tokens as T
 from .models.transformer import KVBuffer
 

@@ -5,7 +5,8 @@
 Stages, in order: the data cache; MLE pretraining of the online policy, the offline teacher and the melody agent;
 the reward models; the RL systems: the paper's comparison (``realchords``, ``gapt-no-adv``, ``gapt``) and the
 teacher's signal alone (``distill``);
-the export of the bundles (as shipped in ``models/``); the evaluation of those bundles (test split and OpenEWLD);
+the export of the bundles (as shipped in ``models/``); the steering calibration of each RL policy on the validation
+split (``training/calibrate.py``); the evaluation of those bundles (test split and OpenEWLD);
 their figures written into the cards, and the models table. Every stage resumes where it
 stopped (each one checkpoints), and a finished stage is skipped, so the same command can be re-run after a kill
 or across sessions. ``pipeline.json`` in the output folder records the time each stage took.
@@ -16,9 +17,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class PipelineConfig:
     # that keeps the songs' diversity and harmonic rhythm); the others ship their last update
     early_stopped: tuple[str, ...] = ("realchords", "gapt-no-adv", "gapt", "distill")
     build_limit: int | None = None  # songs per source (smoke runs)
+    calibration_songs: int = 120  # validation songs per steering trial (training/calibrate.py)
 
 
 PRESETS: dict[str, PipelineConfig] = {
@@ -46,7 +48,7 @@ PRESETS: dict[str, PipelineConfig] = {
                             melody_agent=False),
     # Seconds: the tests.
     "smoke": PipelineConfig("tiny", "smoke", None, "smoke", ("contrastive",), "smoke", 2, melody_agent=False,
-                            systems=("realchords", "gapt"), build_limit=3),
+                            systems=("realchords", "gapt"), build_limit=3, calibration_songs=1),
 }
 
 
@@ -73,7 +75,8 @@ def stages(cfg: PipelineConfig, data: Path, out: Path, cache: Path) -> list[Stag
     from .data.cache import build
     from .evaluate import evaluate, write_report
     from .export import export_bundle
-    from .pretrain import RECIPES as PRE, pretrain, with_overrides
+    from .pretrain import RECIPES as PRE
+    from .pretrain import pretrain, with_overrides
     from .rewards import recipe_for, train_reward
     from .rl.ppo import CONFIGS, select_snapshot, train_rl, with_system
 
@@ -108,6 +111,17 @@ def stages(cfg: PipelineConfig, data: Path, out: Path, cache: Path) -> list[Stag
                           which=which)
 
     steps.append(Stage("export", export_all))
+
+    def calibrate_all() -> None:  # the engine's steering for each RL policy, on validation (training/calibrate.py)
+        from .calibrate import calibrate, engine_plan, write_calibration
+
+        plan = engine_plan()
+        for name in cfg.systems:
+            chosen, _ = calibrate(out_models / f"{name}.json", cache, plan, songs=cfg.calibration_songs,
+                                  teacher=out_models / "offline-teacher.json", jobs=2)
+            write_calibration(out_models / f"{name}.json", chosen, "valid", cfg.calibration_songs, "balanced")
+
+    steps.append(Stage("calibrate", calibrate_all))
     # the bundles themselves are evaluated, so the figures in their cards are the shipped files' figures
     systems = {name: str(out_models / f"{name}.json") for name in bundles if name != "offline-teacher"}
     systems["offline-teacher"] = str(runs / "offline")  # a teacher bundle has no online runner: its run

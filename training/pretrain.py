@@ -26,8 +26,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from .data import tokens as T
-from .data.cache import Cache, load as load_cache
+from .data.cache import Cache
+from .data.cache import load as load_cache
 from .data.dataset import WindowConfig, WindowDataset
+from .errors import NonFiniteLoss
 from .models.policy import OnlinePolicy
 from .models.teacher import OfflineTeacher
 from .models.transformer import ModelConfig, preset
@@ -70,10 +72,6 @@ RECIPES: dict[str, Recipe] = {
     "smoke": Recipe(batch_size=4, lr=1e-3, warmup_steps=2, max_steps=6, eval_every=3, eval_batches=2,
                     ckpt_every=2, log_every=1),
 }
-
-
-class NonFiniteLoss(RuntimeError):
-    pass
 
 
 def build_model(kind: str, cfg: ModelConfig) -> torch.nn.Module:

@@ -35,12 +35,22 @@ import torch
 import torch.nn.functional as F
 
 from .data import tokens as T
-from .data.cache import Cache, load as load_cache
+from .data.cache import Cache
+from .data.cache import load as load_cache
 from .data.dataset import WindowConfig, WindowDataset
 from .models.rewards import ContrastiveReward, build_reward, derangement, info_nce
 from .models.transformer import ModelConfig, preset
-from .pretrain import (DEFAULT_MIX, Recipe, autocast, draw_batch, guarded_step, load_checkpoint, lr_at,
-                       plot_curves, save_checkpoint)
+from .pretrain import (
+    DEFAULT_MIX,
+    Recipe,
+    autocast,
+    draw_batch,
+    guarded_step,
+    load_checkpoint,
+    lr_at,
+    plot_curves,
+    save_checkpoint,
+)
 
 KINDS = ("contrastive", "discriminative")
 # The papers' reward models have 6 layers (GAPT C.2); our `paper` preset has 8 (the policy's). Heads stay 8 at

@@ -8,6 +8,12 @@ and its sha256). A card that fails is refused with one ``BundleError`` line nami
 what is wrong. What the app reads is a typed attribute (``card.vocab.bos``, ``card.onnx.sha256``,
 ``card.context_tokens``, ``card.stage``, ...).
 
+``steering`` (optional) calibrates the engine's decode-time steering to this model: ``change_cost_offset`` nats
+are added to whatever change cost the player chose (a preset or the knob), because the presets were chosen on
+one model and another may hold its chords longer (RL policies trained toward a teacher do: they need about 2
+nats less to change as often as the songs). ``chosen_on`` says on which split it was chosen. It never acts when
+steering is off: the raw policy stays raw.
+
 Training writes its cards with the same type (``training.export``): a ``Card`` is checked when it is built, so a
 card that export writes is one the app reads. ``to_dict`` gives the JSON back; fields the app does not read
 (training provenance, data licences, evaluation figures, ...) are kept as written (``training``, ``evaluation``,
@@ -17,6 +23,7 @@ card that export writes is one the app reads. ``to_dict`` gives the JSON back; f
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +31,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from ..errors import ComperError
 from .clock import FRAMES_PER_BEAT
 from .vocab import Quality, Vocabulary, VocabularyError, check_layout, is_int, shown
 
@@ -37,14 +45,15 @@ REQUIRED = ("format_version", "name", "frames_per_beat", "context_tokens", "voca
 # the order fields are written in; anything else follows
 ORDER = ("format_version", "name", "role", "created", "interleave", "frames_per_beat", "context_frames",
          "context_tokens", "vocab_size", "special", "chord_qualities", "tokens", "model", "onnx", "training", "data",
-         "evaluation", "weights", "int8", "int8_greedy_agreement", "description")
+         "evaluation", "steering", "weights", "int8", "int8_greedy_agreement", "description")
 _TYPED = {"format_version", "name", "role", "interleave", "frames_per_beat", "context_frames", "context_tokens",
           "vocab_size", "special", "chord_qualities", "tokens", "model", "onnx", "int8", "training", "evaluation",
-          "description"}
+          "description", "steering"}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_CHANGE_COST_OFFSET = 8.0  # nats; the change-cost knob itself spans 12
 
 
-class BundleError(Exception):
+class BundleError(ComperError):
     """A bundle the app refuses; the message names the file and what is wrong."""
 
 
@@ -109,7 +118,7 @@ class GraphFile:
         return {**d, **self.extra}
 
     @classmethod
-    def from_dict(cls, x: object, where: str, optional_file: bool = False) -> "GraphFile":
+    def from_dict(cls, x: object, where: str, optional_file: bool = False) -> GraphFile:
         d = _obj(x, where)
         if "file" not in d:
             raise _FieldError(f"{where}.file", "missing (the ONNX file's name)")
@@ -143,13 +152,41 @@ class ModelInfo:
         return {**{k: getattr(self, k) for k in self._KEYS}, **self.extra}
 
     @classmethod
-    def from_dict(cls, x: object, where: str = "model") -> "ModelInfo":
+    def from_dict(cls, x: object, where: str = "model") -> ModelInfo:
         d = _obj(x, where)
         kinds = ("str", "int", "int", "int", "int", "int", "str")
         values = [_opt(d, k, where, kind) for k, kind in zip(cls._KEYS, kinds)]
         if values[5] is not None and values[5] <= 0:
             raise _FieldError(f"{where}.parameters", f"{values[5]} is not a parameter count")
         return cls(*values, {k: v for k, v in d.items() if k not in cls._KEYS})
+
+
+@dataclass(frozen=True)
+class SteeringCalibration:
+    """How this model's steering is calibrated (the card's ``steering``): nats added to the player's change cost,
+    and the split they were chosen on."""
+
+    change_cost_offset: float = 0.0
+    chosen_on: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    _KEYS = ("change_cost_offset", "chosen_on")
+
+    def to_dict(self) -> dict:
+        d: dict = {"change_cost_offset": self.change_cost_offset}
+        if self.chosen_on is not None:
+            d["chosen_on"] = self.chosen_on
+        return {**d, **self.extra}
+
+    @classmethod
+    def from_dict(cls, x: object, where: str = "steering") -> SteeringCalibration:
+        d = _obj(x, where)
+        offset = _opt(d, "change_cost_offset", where, "number")
+        offset = 0.0 if offset is None else float(offset)
+        if not abs(offset) <= MAX_CHANGE_COST_OFFSET:
+            raise _FieldError(f"{where}.change_cost_offset",
+                              f"{offset:g} is not between -{MAX_CHANGE_COST_OFFSET:g} and {MAX_CHANGE_COST_OFFSET:g} nats")
+        return cls(offset, _opt(d, "chosen_on", where, "str"), {k: v for k, v in d.items() if k not in cls._KEYS})
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,6 +207,7 @@ class Card:
     int8: GraphFile | None = None
     model: ModelInfo | None = None
     description: str | None = None
+    steering: SteeringCalibration | None = None  # the engine's steering calibrated to this model
     training: Mapping[str, Any] = field(default_factory=dict)  # provenance; the app reads ``stage`` only
     evaluation: Mapping[str, Any] = field(default_factory=dict)  # figures; the app shows the test split's
     meta: Mapping[str, Any] = field(default_factory=dict)  # every other field, as written (created, data, ...)
@@ -216,7 +254,7 @@ class Card:
     # --- reading -------------------------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: str | Path) -> "Card":
+    def load(cls, path: str | Path) -> Card:
         """The card at ``path``, checked; raises a one-line ``BundleError``."""
         path = Path(path)
         if not path.is_file():
@@ -230,7 +268,7 @@ class Card:
         return cls.from_dict(d, path)
 
     @classmethod
-    def from_dict(cls, d: object, source: str | Path | None = None) -> "Card":
+    def from_dict(cls, d: object, source: str | Path | None = None) -> Card:
         """A card from its JSON object; ``source`` names it in messages. Raises a one-line ``BundleError``."""
         where = str(source) if source is not None else "model card"
         source = Path(source) if source is not None else None
@@ -284,6 +322,7 @@ class Card:
             int8=None if int8 is None else GraphFile.from_dict(int8, "int8", optional_file=True),
             model=None if d.get("model") is None else ModelInfo.from_dict(d["model"]),
             description=_opt(d, "description", "", "str"),
+            steering=None if d.get("steering") is None else SteeringCalibration.from_dict(d["steering"]),
             training=_obj(d.get("training") or {}, "training"),
             evaluation=_obj(d.get("evaluation") or {}, "evaluation"),
             meta={k: v for k, v in d.items() if k not in _TYPED})
@@ -306,6 +345,11 @@ class Card:
     @property
     def test_vendi(self) -> float | None:
         return self._test_figure("vendi")
+
+    @property
+    def change_cost_offset(self) -> float:
+        """Nats the engine adds to the player's change cost for this model (0: none)."""
+        return self.steering.change_cost_offset if self.steering is not None else 0.0
 
     @property
     def parameters(self) -> int | None:
@@ -342,10 +386,19 @@ class Card:
             d["int8"] = self.int8.to_dict()
         if self.description is not None:
             d["description"] = self.description
+        if self.steering is not None:
+            d["steering"] = self.steering.to_dict()
         return {**{k: d[k] for k in ORDER if k in d}, **{k: v for k, v in d.items() if k not in ORDER}}
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+        """Written whole or not at all (a temporary file, then an atomic replace): a card is never half-written."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            tmp.write_text(json.dumps(self.to_dict(), indent=1))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @cached_property
     def _json(self) -> dict:

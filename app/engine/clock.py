@@ -18,7 +18,7 @@ class FrameClock:
     start: float  # monotonic time of frame 0 (after the count-in)
 
     @classmethod
-    def starting_now(cls, bpm: float, count_in_beats: float = 0, now: float | None = None) -> "FrameClock":
+    def starting_now(cls, bpm: float, count_in_beats: float = 0, now: float | None = None) -> FrameClock:
         now = time.monotonic() if now is None else now
         return cls(bpm, now + count_in_beats * 60.0 / bpm)
 

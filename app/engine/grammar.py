@@ -26,7 +26,7 @@ class Grammar:
     pad: int
 
     @classmethod
-    def from_vocab(cls, vocab: Vocabulary) -> "Grammar":
+    def from_vocab(cls, vocab: Vocabulary) -> Grammar:
         v = len(vocab)
         kind = [t.kind for t in vocab.tokens]
         chord_slot = np.array([k == "chord_on" for k in kind]) | (np.arange(v) == vocab.silence)
@@ -40,7 +40,7 @@ class Grammar:
         return cls(chord_slot, melody_slot, hold_of, vocab.silence, vocab.bos, vocab.eos, vocab.pad)
 
     @classmethod
-    def from_table(cls, table: list[dict]) -> "Grammar":
+    def from_table(cls, table: list[dict]) -> Grammar:
         """From a JSON token table (training's ``token_table()``); raises ``VocabularyError`` for a broken one."""
         return cls.from_vocab(Vocabulary.from_table(table))
 

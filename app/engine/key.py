@@ -49,11 +49,11 @@ class Key:
         return out
 
     @classmethod
-    def from_index(cls, i: int) -> "Key":
+    def from_index(cls, i: int) -> Key:
         return cls(i % 12, "minor" if i >= 12 else "major")
 
     @classmethod
-    def parse(cls, text: str) -> "Key":
+    def parse(cls, text: str) -> Key:
         """'C', 'F#', 'Bb', 'Am', 'C#m', 'Eb minor', 'A major' -> Key; ValueError names what is wrong."""
         t = text.strip().replace("minor", "m").replace("major", "").replace(" ", "")
         minor = t.endswith("m")

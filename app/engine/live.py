@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from ..errors import ComperError
 from .bundle import BundleError
 from .clock import FrameClock
 from .melody import MelodyTrack
@@ -42,7 +43,7 @@ _SPIN_S = 0.0015  # the last stretch before a deadline is spun, not slept: sleep
 _RT_PRIORITY = 2  # SCHED_FIFO priority of the scheduler thread: above every normal thread, below JACK's (10+)
 
 
-class PlannerError(RuntimeError):
+class PlannerError(ComperError, RuntimeError):
     """The jam stopped because the planner or one of its threads failed; the message is one line saying why."""
 
 

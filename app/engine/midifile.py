@@ -32,6 +32,7 @@ from pathlib import Path
 
 import mido
 
+from ..errors import ComperError
 from .clock import FRAMES_PER_BEAT
 from .melody import MelodyTrack
 
@@ -39,7 +40,7 @@ DRUM_CHANNEL = 9  # General MIDI channel 10
 DEFAULT_TEMPO = 500000  # us per beat: 120 bpm, the MIDI default
 
 
-class MidiFileError(Exception):
+class MidiFileError(ComperError):
     pass
 
 

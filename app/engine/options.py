@@ -34,6 +34,7 @@ import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from ..errors import ComperError
 from . import steering
 from .knobs import Knob, clamp_all, declared, shown
 from .midifile import InputLimits
@@ -41,7 +42,7 @@ from .planner import PlanSettings
 from .voicing import VoicingSettings
 
 
-class OptionError(ValueError):
+class OptionError(ComperError, ValueError):
     """An option out of its range; the message names the flag (or setting), the value and the range."""
 
 
@@ -62,7 +63,7 @@ class JamSettings:
         return self.count_in_bars * self.meter[0] * 4 / self.meter[1]
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, **overrides) -> "JamSettings":
+    def from_args(cls, args: argparse.Namespace, **overrides) -> JamSettings:
         """The settings the flags of ``add_plan_arguments`` and ``add_arguments(p, JAM_KNOBS)`` (and ``--meter``)
         describe; ``OptionError`` / ``SteeringError`` (ValueErrors) name a bad value."""
         values = _values_from_args(args, JAM_KNOBS)

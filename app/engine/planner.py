@@ -78,7 +78,7 @@ class Branch:
     states: list[PolicyState] = field(default_factory=list)
     logits: list[np.ndarray] = field(default_factory=list)
 
-    def drop_first(self) -> "Branch":
+    def drop_first(self) -> Branch:
         return Branch(self.first + 1, self.melody[1:], self.chords[1:], self.states[1:], self.logits[1:])
 
 
@@ -316,7 +316,7 @@ class Planner:
         else:
             self.branch = Branch(self.next_frame)
 
-    def take_over(self, other: "Planner") -> None:
+    def take_over(self, other: Planner) -> None:
         """Continue ``other``'s jam with this planner's model (a model switch): same history, same promises."""
         keep = self.context_frames - self.s.lookahead - self.s.slide_hop_frames
         self.history = list(other.history[-keep:])

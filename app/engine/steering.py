@@ -8,7 +8,8 @@ The policy's own distribution, scaled by the temperature, stays the base: ``logi
   half bar), ``bar``, or ``auto``: on beats, with a cost for changing that grows from the bar line to the half bar
   to the other beats (``change_cost`` nats at the bar line, +0.5 and +1 nat further down), so chords change about
   as often, and where, the songs of the data change them (chosen on the validation split). Off the grid the chord
-  is held (mask).
+  is held (mask). A model's card may calibrate it (``steering.change_cost_offset``, added to the player's cost):
+  the presets were chosen on one model, and another may hold its chords longer.
 * **Key** (``key``, ``key_strength``): ``auto`` follows the key of the melody heard so far (``key.KeyTracker``);
   a key name (``C``, ``F#m``) fixes it; ``off``. Each chord tone outside the key costs ``key_strength`` nats,
   faded in over the first two bars of melody while the estimate firms up.
@@ -28,10 +29,11 @@ the code that uses it below. The command-line flags, the GUI controls and the sa
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..errors import ComperError
 from .card import Card
 from .key import ALL_KEYS, Key, KeyTracker
 from .knobs import Knob, declared
@@ -42,7 +44,7 @@ FIT_WINDOW_FRAMES = 8  # the recent melody a chord should fit: two beats
 AUTO_EXTRA_COST = {"bar": 0.0, "half": 0.5, "beat": 1.0}  # on top of change_cost, by metrical position
 
 
-class SteeringError(ValueError):
+class SteeringError(ComperError, ValueError):
     """A steering value out of range or unknown; the message names the setting."""
 
 
@@ -62,7 +64,7 @@ class SteerSettings:
     def is_off(self) -> bool:
         return self == STEER_OFF
 
-    def checked(self) -> "SteerSettings":
+    def checked(self) -> SteerSettings:
         """This, or ValueError naming the setting that is out of range."""
         for knob in KNOBS:
             v = getattr(self, knob.name)
@@ -75,7 +77,7 @@ class SteerSettings:
                 raise SteeringError(f"steering {e}") from None
         return self
 
-    def clamped(self) -> "SteerSettings":
+    def clamped(self) -> SteerSettings:
         """Every value forced into its range (a saved setting from another build), defaults where it makes no sense."""
         out = {k.name: k.clamped(getattr(self, k.name)) for k in KNOBS if k.lo is not None or k.choices}
         key = self.key if isinstance(self.key, str) else "auto"
@@ -155,6 +157,7 @@ class Steerer:
 
     def __init__(self, card: Card, settings: SteerSettings, bar_beats: float = 4.0, downbeat_frame: int = 0) -> None:
         self.s = settings.checked()
+        self.change_cost_offset = card.change_cost_offset  # the model's calibration (card ``steering``)
         vocab = card.vocab
         v = len(vocab)
         self.silence = vocab.silence
@@ -196,7 +199,7 @@ class Steerer:
 
     def change_cost(self, g: int) -> float | None:
         """Nats against a chord change at frame g; None: no change allowed there."""
-        pos, rhythm, c = self.position(g), self.s.rhythm, self.s.change_cost
+        pos, rhythm, c = self.position(g), self.s.rhythm, self.s.change_cost + self.change_cost_offset
         if rhythm == "any":
             return c
         if pos == "off":

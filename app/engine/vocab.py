@@ -73,7 +73,7 @@ class Quality:
         return {"name": self.name, "intervals": list(self.intervals), "suffix": self.suffix}
 
     @classmethod
-    def from_dict(cls, d: object, where: str) -> "Quality":
+    def from_dict(cls, d: object, where: str) -> Quality:
         if not isinstance(d, dict):
             raise VocabularyError(where, f"expected an object, got {shown(d)}")
         name, suffix, intervals = d.get("name"), d.get("suffix"), d.get("intervals")
@@ -123,7 +123,7 @@ class Token:
         return d
 
     @classmethod
-    def from_dict(cls, d: object, where: str) -> "Token":
+    def from_dict(cls, d: object, where: str) -> Token:
         """One table entry as JSON gives it; raises ``VocabularyError`` naming the entry and field."""
         if not isinstance(d, dict):
             raise VocabularyError(where, f"expected a token object, got {shown(d)}")
@@ -209,7 +209,7 @@ class Vocabulary:
         self.pitch_of = {i: p for p, i in (*self.note_on.items(), *self.note_hold.items())}
 
     @classmethod
-    def from_table(cls, table: object) -> "Vocabulary":
+    def from_table(cls, table: object) -> Vocabulary:
         """The JSON token table (a list of token objects); raises ``VocabularyError``."""
         if not isinstance(table, list):
             raise VocabularyError("tokens", f"expected a list of token objects, got {shown(table)}")

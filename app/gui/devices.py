@@ -13,8 +13,20 @@ import time
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QPushButton, QSizePolicy, QSlider, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..engine.performer import PARTS
 from ..midi import MidiInput, MidiOutput, PortError, available_apis, list_ports
@@ -50,7 +62,7 @@ class PortSink:
 
     thru = False  # a MIDI keyboard sounds by itself; echoing it would double the melody
 
-    def __init__(self, devices: "MidiDevices") -> None:
+    def __init__(self, devices: MidiDevices) -> None:
         self.devices = devices
 
     def note_on(self, part: str, pitch: int, velocity: int) -> None:

@@ -13,8 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QEventLoop, QSettings, Qt, QTimer, Signal
-from PySide6.QtWidgets import (QApplication, QMainWindow, QSplitter, QStatusBar, QTabWidget, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import QApplication, QMainWindow, QSplitter, QStatusBar, QTabWidget, QVBoxLayout, QWidget
 
 from ..engine import steering
 from ..engine.bundle import resolve_model

@@ -16,6 +16,7 @@ from ..engine.card import Card
 from ..engine.policy import OnnxPolicy
 from ..engine.teacher import OnnxTeacher
 
+
 @dataclass(frozen=True)
 class ModelEntry:
     path: str  # the card's path: the key the settings remember

@@ -58,7 +58,7 @@ class AppSettings:
     def volume(self, part: str) -> int:
         return getattr(self, f"volume_{part}")
 
-    def sanitized(self, notes: list[str] | None = None) -> "AppSettings":
+    def sanitized(self, notes: list[str] | None = None) -> AppSettings:
         """The same settings with every value forced into its valid range (defaults where it makes no sense);
         ``notes`` gets a line for each value changed."""
         jam, said = options.clamped(self.jam)

@@ -25,12 +25,13 @@ import numpy as np
 
 from ..engine.key import Key, estimate_key
 from ..engine.midifile import InputLimits, _played_notes, check_minutes, load_midi
+from ..errors import ComperError
 from ..recording.output import existing_sidecar
 
 GRID_PER_BEAT = 4  # 16ths: where onsets and ends are placed
 
 
-class LeadSheetError(Exception):
+class LeadSheetError(ComperError):
     """A session that cannot be exported; the message is one line naming the file."""
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Collection, Iterable, Literal
+from typing import Literal
 
 from app.midi.output import ALL_NOTES_OFF, ALL_SOUND_OFF
 from app.midi.parser import StreamParser

@@ -6,7 +6,7 @@ JACK client) that sends raw streams relies on both working, so we parse the byte
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 _SYSTEM_COMMON_LENGTH = {0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF4: 0, 0xF5: 0, 0xF6: 0}
 

@@ -17,10 +17,12 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import rtmidi
+
+from ..errors import ComperError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ _QUEUE_LIMIT = 4096  # rtmidi's input queue, in messages: room for a burst betwe
 InputCallback = Callable[[list[int], float], None]
 
 
-class PortError(RuntimeError):
+class PortError(ComperError, RuntimeError):
     """A port could not be opened; the message is one line and names the ports that do exist."""
 
 

@@ -49,6 +49,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ..errors import ComperError
+
 FORMAT = 1
 SUFFIX = ".journal.jsonl"
 DEFAULT_BPM = 120.0  # a header whose bpm is unusable: seconds stay right whatever the tempo, only the grid moves
@@ -56,7 +58,7 @@ BPM_RANGE = (4.0, 1000.0)  # a MIDI tempo holds at most 16777215 us per beat: ab
 MAX_FRAME = 2**31
 
 
-class JournalError(RuntimeError):
+class JournalError(ComperError, RuntimeError):
     """A journal that cannot be read at all (missing, empty, no header); the message names the file."""
 
 
@@ -68,7 +70,7 @@ def app_version() -> str:
 
 
 def utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def encode_line(obj: dict[str, Any]) -> bytes:
@@ -122,7 +124,7 @@ class SessionJournal:
 
     @classmethod
     def create(cls, directory: str | os.PathLike, header: dict[str, Any], stem: str | None = None,
-               fsync_interval: float = 1.0) -> "SessionJournal":
+               fsync_interval: float = 1.0) -> SessionJournal:
         """A new journal in ``directory`` named ``session-YYYYmmdd-HHMMSS[-n].journal.jsonl`` (never overwrites)."""
         directory = Path(directory)
         stem = stem or _dt.datetime.now().strftime("session-%Y%m%d-%H%M%S")

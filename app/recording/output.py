@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
+from ..errors import ComperError
 from .journal import SUFFIX as JOURNAL_SUFFIX
 from .journal import fsync_dir
 
@@ -41,7 +42,7 @@ _OWN_SUFFIXES = ((".onnx", "a model graph"), (JOURNAL_SUFFIX, "a session journal
                  (SIDECAR_SUFFIX, "a session sidecar"))
 
 
-class OutputError(RuntimeError):
+class OutputError(ComperError, RuntimeError):
     """A file Comper will not or cannot write; the message is one line naming the path and the reason."""
 
 

@@ -136,7 +136,7 @@ class Recorder:
         self.journal.write_close(closing)
         return out
 
-    def __enter__(self) -> "Recorder":
+    def __enter__(self) -> Recorder:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -4,9 +4,9 @@ No Qt and no torch here. ``pyfluidsynth`` and the FluidSynth library are importe
 them can still import this package, find soundfonts, and run the app with MIDI out only.
 """
 
+from .render import RenderError, RenderInfo, render_midi_to_wav
 from .soundfont import SoundfontNotFound, find_soundfont, search_locations
 from .synth import BASS, CHORDS, DEFAULT_PROGRAMS, MELODY, BuiltinSynth
-from .render import RenderError, RenderInfo, render_midi_to_wav
 
 __all__ = [
     "BASS", "CHORDS", "DEFAULT_PROGRAMS", "MELODY", "BuiltinSynth", "RenderError", "RenderInfo",

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from ctypes import CFUNCTYPE, c_char_p, c_int, c_void_p
 from types import ModuleType
-from typing import Iterator
 
 FLUID_PANIC, FLUID_ERR, FLUID_WARN = 0, 1, 2
 

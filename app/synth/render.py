@@ -25,6 +25,7 @@ from pathlib import Path
 import mido
 
 from ..engine.midifile import InputLimits, check_minutes, in_sequence, load_midi
+from ..errors import ComperError
 from ..recording.output import WAV, check_target, write_together
 from . import fluid
 from .soundfont import find_soundfont
@@ -32,7 +33,7 @@ from .soundfont import find_soundfont
 CHUNK = 4096  # samples per get_samples call (pyfluidsynth allocates the buffer each call)
 
 
-class RenderError(RuntimeError):
+class RenderError(ComperError, RuntimeError):
     """A file that cannot be rendered; the message is one line naming it."""
 
 

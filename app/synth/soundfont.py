@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..errors import ComperError
+
 ENV_VAR = "COMPER_SOUNDFONT"
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
@@ -41,7 +43,7 @@ SYSTEM_LOCATIONS: tuple[str, ...] = (
 )
 
 
-class SoundfontNotFound(FileNotFoundError):
+class SoundfontNotFound(ComperError, FileNotFoundError):
     """No usable soundfont (none there, or the file named is no soundfont); the message is one line naming the
     file, or listing every place that was tried."""
 

@@ -159,7 +159,7 @@ class BuiltinSynth:
             self._sounding.clear()
             self.state, self.driver = "closed", None
 
-    def __enter__(self) -> "BuiltinSynth":
+    def __enter__(self) -> BuiltinSynth:
         return self
 
     def __exit__(self, *exc: object) -> None:

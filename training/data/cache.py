@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from app.errors import ComperError
+
 from . import sources
 from .chords import N_CHORDS, Chord
 from .codec import FRAMES_PER_BEAT, EncodeStats, Frames, encode, trim_bounds
@@ -30,7 +32,7 @@ CACHE_VERSION = 1
 MIN_FRAMES = 4 * FRAMES_PER_BEAT  # songs shorter than one bar carry nothing to learn
 
 
-class DataError(Exception):
+class DataError(ComperError):
     """A problem with the data directory or the cache that stops the command (one clear line)."""
 
 

@@ -77,7 +77,7 @@ class Chord:
         return self.root * N_QUALITIES + self.quality
 
     @classmethod
-    def from_index(cls, index: int) -> "Chord":
+    def from_index(cls, index: int) -> Chord:
         return cls(index // N_QUALITIES, index % N_QUALITIES)
 
     @property
@@ -88,7 +88,7 @@ class Chord:
     def symbol(self) -> str:
         return PITCH_NAMES[self.root] + QUALITIES[self.quality].suffix
 
-    def transpose(self, semitones: int) -> "Chord":
+    def transpose(self, semitones: int) -> Chord:
         return Chord((self.root + semitones) % 12, self.quality)
 
 

@@ -34,7 +34,7 @@ class Frames:
         return isinstance(other, Frames) and all(
             np.array_equal(getattr(self, f), getattr(other, f)) for f in ("melody", "melody_onset", "chord", "chord_onset"))
 
-    def crop(self, start: int, stop: int) -> "Frames":
+    def crop(self, start: int, stop: int) -> Frames:
         out = Frames(self.melody[start:stop].copy(), self.melody_onset[start:stop].copy(),
                      self.chord[start:stop].copy(), self.chord_onset[start:stop].copy())
         if len(out):  # a window that starts mid-note / mid-chord starts with an onset (no orphan hold)

@@ -311,7 +311,7 @@ class RewardEnsemble(nn.Module):
         if not self.names:
             raise ValueError("an empty reward ensemble")
 
-    def train(self, mode: bool = True) -> "RewardEnsemble":
+    def train(self, mode: bool = True) -> RewardEnsemble:
         return super().train(False)  # frozen: dropout stays off whatever the caller's module tree does
 
     @torch.no_grad()

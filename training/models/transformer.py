@@ -103,7 +103,7 @@ class KVBuffer:
         return self.k[:, :, :end], self.v[:, :, :end]
 
     @classmethod
-    def from_cache(cls, cache: list[tuple[torch.Tensor, torch.Tensor]], capacity: int) -> list["KVBuffer"]:
+    def from_cache(cls, cache: list[tuple[torch.Tensor, torch.Tensor]], capacity: int) -> list[KVBuffer]:
         return [cls(k, v, capacity) for k, v in cache]
 
 
@@ -116,8 +116,8 @@ class Attention(nn.Module):
         self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        b, l, _ = x.shape
-        return x.view(b, l, self.cfg.n_head, self.cfg.head_dim).transpose(1, 2)
+        b, n, _ = x.shape
+        return x.view(b, n, self.cfg.n_head, self.cfg.head_dim).transpose(1, 2)
 
     def project_kv(self, x: torch.Tensor, rotary: Rotary | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values [B, H, L, D] of ``x`` (for cross-attention: of the encoder memory, rotated to their
@@ -130,7 +130,7 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, rotary: Rotary | None, positions: torch.Tensor | None,
                 mask: torch.Tensor | None, memory: torch.Tensor | None = None,
-                past: "tuple[torch.Tensor, torch.Tensor] | KVBuffer | None" = None, is_causal: bool = False,
+                past: tuple[torch.Tensor, torch.Tensor] | KVBuffer | None = None, is_causal: bool = False,
                 memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None):
         """``memory_kv``: this layer's cross-attention keys/values of ``memory``, projected once per generation
         (``project_kv``) instead of at every decoding step."""
@@ -225,14 +225,14 @@ class Transformer(nn.Module):
         cross-attention, ``memory_padding`` its padding mask; ``memory_kv`` (from ``cross_kv``) the per-layer
         cross-attention keys/values of ``memory``, which then need not be given.
         """
-        b, l = tokens.shape
+        b, n = tokens.shape
         past_len = (past[0].length if isinstance(past[0], KVBuffer) else past[0][0].shape[2]) if past else 0
-        positions = torch.arange(l, device=tokens.device) + start
+        positions = torch.arange(n, device=tokens.device) + start
         # A causal pass with no cache takes SDPA's fused causal kernel; with a cache (incremental decoding, the
         # ONNX graph) the explicit mask handles the offset between queries and keys.
         fused_causal = self.causal and past is None
         if self.causal:
-            mask = None if fused_causal else causal_mask(l, past_len, tokens.device)
+            mask = None if fused_causal else causal_mask(n, past_len, tokens.device)
         else:
             mask = None if key_padding is None else ~key_padding[:, None, None, :]
         mem_mask = None if memory_padding is None else ~memory_padding[:, None, None, :]

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from ..data import tokens as T
-from ..data.cache import Cache, load as load_cache
+from ..data.cache import Cache
+from ..data.cache import load as load_cache
 from ..data.dataset import WindowConfig, WindowDataset
 from ..data.sources import TRAINING_SOURCES
 from ..evaluation import diversity as D
@@ -42,7 +43,6 @@ from ..generate import CHORD_SLOT, HOLD_OF, chord_indices, generate_online
 from ..models.policy import OnlinePolicy
 from ..pretrain import DEFAULT_MIX, autocast, load_checkpoint, load_model, save_checkpoint
 from . import penalties
-
 
 CPU = torch.device("cpu")  # RL runs on the CPU here (the rollout loop is latency-bound); see autocast
 

@@ -37,7 +37,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from music21 import bar, chord, duration, harmony, key as m21key, meter, note, spanner, stream
+from music21 import bar, chord, duration, harmony, meter, note, spanner, stream
+from music21 import key as m21key
 
 from training.data.chords import intervals_from_pitch_classes
 from training.data.leadsheet import ChordSpan, Key, Note, SkipSong, merge_repeated, monophonic, spans_until_next
