@@ -19,7 +19,16 @@ from collections.abc import Iterator
 
 from .engine import steering
 from .engine.bundle import BundleError, load_bundle, resolve_model, shipped_bundles, shipped_teacher
-from .engine.options import JAM_KNOBS, OptionError, add_arguments, add_plan_arguments, check_args, knob
+from .engine.options import (
+    BAND_KNOBS,
+    JAM_KNOBS,
+    OptionError,
+    add_arguments,
+    add_plan_arguments,
+    check_args,
+    dest,
+    knob,
+)
 from .errors import ComperError
 
 
@@ -286,6 +295,7 @@ def _jam(args: argparse.Namespace) -> int:
 
     record = check_target(args.record, MIDI) if args.record else None  # refused before the jam, not after it
     settings = JamSettings.from_args(args)  # a bad value is refused before a port opens or a model loads
+    _check_clock_args(args)
     with _jam_signals() as signals:
         jam = _play_jam(args, record, settings, signals)
         if jam is None:
@@ -323,13 +333,21 @@ def _play_jam(args: argparse.Namespace, record, settings, signals: dict):
     keyboard = MidiInput("Comper in" if virtual_in else args.in_port, on_note, api=args.midi_api, virtual=virtual_in)
     closers: list = []
     try:
+        clock_in, clock_out = _open_clock(args, settings)  # a missing clock port fails here too, in one line
+    except BaseException:
+        keyboard.close()
+        raise
+    try:
         policy = OnnxPolicy(load_bundle(resolve_model(args.model)), threads=args.threads)
         teacher = _load_teacher(args)
         sinks, ports, closers = _open_outputs(args)
         journal_dir = record.parent if record else sessions_dir()
         _report_recoveries(recover_unfinished(journal_dir))  # a jam that crashed last time is saved before a new one
         print(f"keyboard: {keyboard.port_name or keyboard.name}" + (" (virtual port)" if virtual_in else ""))
-        jam = open_jam(JamRequest(policy, settings, journal_dir, sinks, teacher, ports=[*ports, keyboard]))
+        clocks = [p for p in (clock_in, clock_out) if p is not None]
+        jam = open_jam(JamRequest(policy, settings, journal_dir, sinks, teacher, ports=[*ports, keyboard, *clocks],
+                                  clock=clock_in.follower if clock_in else None,
+                                  clock_out=[clock_out] if clock_out else ()))
         plan = settings.plan
         print(f"model {policy.bundle.name}{', intro by ' + teacher.bundle.name if teacher else ''}; "
               f"{settings.bpm:g} bpm {settings.meter[0]}/{settings.meter[1]}, count-in {settings.count_in_beats:g} "
@@ -342,9 +360,49 @@ def _play_jam(args: argparse.Namespace, record, settings, signals: dict):
         keyboard.close()
         if jam is not None:
             jam.stop()
+        for port in (clock_in, clock_out):
+            if port is not None:
+                port.close()
         for c in closers:
             c.close()
     return jam
+
+
+def _check_clock_args(args: argparse.Namespace) -> None:
+    """``OptionError`` for an empty --clock-in / --clock-out, or both (Comper either follows or leads)."""
+    for flag, value in (("--clock-in", args.clock_in), ("--clock-out", args.clock_out)):
+        if value is not None and not value.strip():
+            raise OptionError(f"{flag} {value!r}: name a MIDI port (`comper list-ports`) or 'virtual'")
+    if args.clock_in is not None and args.clock_out is not None:
+        raise OptionError("--clock-out with --clock-in: Comper sends its clock only when it leads")
+
+
+def _open_clock(args: argparse.Namespace, settings) -> tuple:
+    """(the clock input the jam follows, the port it sends its clock to): each None unless asked for (--clock-in,
+    --clock-out: a port name or 'virtual'). A bad value or a missing port is one ``ComperError`` line."""
+    from .engine.follow import ClockFollower
+    from .midi import MidiOutput
+    from .midi.clock import VIRTUAL, ClockInput
+
+    _check_clock_args(args)
+    clock_in = clock_out = None
+    if args.clock_in is not None:
+        virtual = args.clock_in == VIRTUAL
+        clock_in = ClockInput("Comper clock in" if virtual else args.clock_in, ClockFollower.for_jam(settings),
+                              api=args.midi_api, virtual=virtual)
+        print(f"clock: following {clock_in.port_name or clock_in.name}" + (" (virtual port)" if virtual else "")
+              + "; the jam starts at its Start", flush=True)
+    if args.clock_out is not None:
+        virtual = args.clock_out == VIRTUAL
+        try:
+            clock_out = MidiOutput("Comper clock out" if virtual else args.clock_out, api=args.midi_api,
+                                   virtual=virtual)
+        except BaseException:
+            if clock_in is not None:
+                clock_in.close()
+            raise
+        print(f"clock out: {clock_out.port_name or clock_out.name}" + (" (virtual port)" if virtual else ""))
+    return clock_in, clock_out
 
 
 def _input_limits(args: argparse.Namespace):
@@ -370,8 +428,9 @@ def _rejam(args: argparse.Namespace) -> int:
     check_target(args.output, MIDI, inputs=[args.melody])
     melody = read_melody(args.melody, args.track, _input_limits(args), args.bpm)  # refused before a model loads
     _warn(melody.warnings)
+    band = {k.name: getattr(args, dest(k)) for k in BAND_KNOBS}
     r = rejam(args.melody, args.model, args.output, settings, bpm=args.bpm, track=args.track,
-              teacher=_load_teacher(args), melody=melody)
+              teacher=_load_teacher(args), melody=melody, band=band)
     print(f"wrote {r.out} (+ {sidecar_path(r.out).name}): {r.frames} frames, {r.chords} chords; planning "
           f"median {r.plan_ms_median:.2f} ms, p99 {r.plan_ms_p99:.2f} ms per frame; {r.seconds:.1f} s in all")
     return 0
@@ -380,9 +439,43 @@ def _rejam(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     from .synth import render_midi_to_wav
 
+    band = {k.name: getattr(args, dest(k)) for k in BAND_KNOBS if getattr(args, dest(k)) is not None}
+    if band:  # the session's chords played again by another band, then rendered
+        return _render_rearranged(args, band)
     info = render_midi_to_wav(args.midi, args.output, soundfont=args.soundfont, limits=_input_limits(args))
     _warn(info.warnings)
     print(f"wrote {info.wav_path}: {info.seconds:.1f} s of audio, {info.notes} notes, soundfont {info.soundfont}")
+    return 0
+
+
+def _render_rearranged(args: argparse.Namespace, band: dict) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from .engine.midifile import load_midi
+    from .engine.rearrange import rearrange
+    from .recording import existing_sidecar
+    from .recording.output import WAV, check_target
+    from .synth import RenderError, render_midi_to_wav
+
+    check_target(args.output, WAV, inputs=[args.midi])
+    mid, warnings = load_midi(args.midi, _input_limits(args), RenderError)
+    side, seed, was = existing_sidecar(args.midi), None, {}
+    try:  # the take's seed (the same file re-arranged sounds the same twice) and band (what is not said stays)
+        data = json.loads(side.read_text()) if side else {}
+        seed, was = data.get("seed"), (data.get("settings") or {}).get("band") or {}
+    except (OSError, ValueError, AttributeError):
+        pass
+    kept = {k.name: was.get(k.name) for k in BAND_KNOBS if k.choices and k.problem(was.get(k.name)) is None}
+    band = kept | band
+    out = rearrange(args.midi, mid, band, seed if isinstance(seed, int) else 0)
+    with tempfile.TemporaryDirectory() as tmp:
+        played = Path(tmp) / "rearranged.mid"
+        out.save(played)
+        info = render_midi_to_wav(played, args.output, soundfont=args.soundfont)
+    _warn(warnings + info.warnings)
+    said = ", ".join(f"{k} {v}" for k, v in band.items())
+    print(f"wrote {info.wav_path}: {info.seconds:.1f} s of audio, {info.notes} notes ({said}), soundfont {info.soundfont}")
     return 0
 
 
@@ -400,6 +493,28 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reharmonize(args: argparse.Namespace) -> int:
+    """The offline teacher's second opinion on a take, saved beside it as a session of its own."""
+    from .engine.teacher import OnnxTeacher
+    from .leadsheet import export
+    from .leadsheet.reharmonize import second_opinion
+
+    if not 0.0 <= args.temperature <= 3.0:  # also refuses nan
+        raise OptionError(f"--temperature {args.temperature}: must be between 0 (the likeliest chords) and 3")
+    bundle = load_bundle(resolve_model(args.teacher)) if args.teacher else shipped_teacher()
+    if bundle is None:
+        raise BundleError("no offline-teacher bundle shipped in models/; give one with --teacher")
+    done = second_opinion(args.take, OnnxTeacher(bundle), args.output, args.seed, args.temperature,
+                          steering.PRESETS[args.steer])
+    print(f"the take's chords:    {done.live.describe()}")
+    print(f"the teacher's chords: {done.teacher.describe()}")
+    print(f"wrote {done.out} (+ its sidecar): the take's melody with the chords of {bundle.name}")
+    if args.chart:
+        for path in export(done.out, None, args.chart).written:
+            print(f"wrote {path}")
+    return 0
+
+
 def _add_plan_options(p: argparse.ArgumentParser, live: bool) -> None:
     """The model, the tempo (a re-jam: the file's unless given; a jam: ``JAM_KNOBS``, count-in too), the planning
     and steering flags, the teacher."""
@@ -409,6 +524,7 @@ def _add_plan_options(p: argparse.ArgumentParser, live: bool) -> None:
     else:
         add_arguments(p, [knob("bpm")], {"bpm": None}, {"bpm": "default: the file's, else 120"})
     add_plan_arguments(p)
+    add_arguments(p.add_argument_group("the band (how the chords are played)"), BAND_KNOBS)
     p.add_argument("--teacher", help="offline-teacher bundle that fills the intro's context chords (default: the "
                                      "shipped teacher, if any; 'none': off)")
 
@@ -439,6 +555,19 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--chart", help="the chord chart to write, .png or .pdf: chord symbols per bar, four a line")
     _add_limit_options(ex)
     ex.set_defaults(func=_export)
+    rh = sub.add_parser("reharmonize", help="the offline teacher's second opinion on a take (it hears the whole "
+                                            "melody): saved beside it as TAKE.teacher.mid, both harmonies printed")
+    rh.add_argument("take", help="a saved session's (or rejam output's) MIDI file")
+    rh.add_argument("-o", "--output", help="the MIDI file to write (default: TAKE.teacher.mid beside the take)")
+    rh.add_argument("--teacher", help="an offline-teacher bundle (default: the shipped one)")
+    rh.add_argument("--seed", type=int, default=0, help="the teacher's sampling seed (default 0)")
+    rh.add_argument("--temperature", type=float, default=1.0,
+                    help="the teacher's sampling temperature (default 1, as evaluated; 0: the likeliest chords; at most 3)")
+    rh.add_argument("--steer", default=steering.DEFAULT_PRESET, choices=list(steering.PRESETS),
+                    help=f"the engine's steering on the teacher's chords, the key fixed to the melody's (default "
+                         f"{steering.DEFAULT_PRESET}; 'off': the raw teacher)")
+    rh.add_argument("--chart", help="also draw the teacher's chord chart, .png or .pdf")
+    rh.set_defaults(func=_reharmonize)
     j = sub.add_parser("jam", help="jam live: a MIDI keyboard in, chords out (synth and/or a MIDI port), recorded")
     j.add_argument("--in", dest="in_port", required=True,
                    help="the keyboard's MIDI input port (a name from `comper list-ports`), or 'virtual'")
@@ -449,6 +578,10 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--record", help="where to save the session's MIDI file, .mid (default: the sessions folder)")
     add_arguments(j, [knob("seconds"), knob("threads")], unset={"seconds": "default: until Ctrl-C"})
     j.add_argument("--thru", action="store_true", help="also echo the keyboard to MIDI output ports")
+    j.add_argument("--clock-in", help="follow this port's MIDI clock (24 PPQN, Start/Stop/Continue, song position): "
+                                      "a name from `comper list-ports`, or 'virtual'; the jam starts at its Start")
+    j.add_argument("--clock-out", help="send the jam's MIDI clock (24 PPQN, Start/Stop) to this port, or 'virtual', "
+                                       "so a DAW or drum machine follows Comper")
     j.add_argument("--soundfont")
     _add_plan_options(j, live=True)
     j.set_defaults(func=_jam)
@@ -457,6 +590,9 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("-o", "--output", required=True, help="the WAV file to write (.wav)")
     rd.add_argument("--soundfont")
     _add_limit_options(rd)
+    add_arguments(rd.add_argument_group("the band: given, a session's chords are played again this way, then rendered"),
+                  BAND_KNOBS, {k.name: None for k in BAND_KNOBS},
+                  {k.name: "default: as the file was played" for k in BAND_KNOBS})
     rd.set_defaults(func=_render)
     lp = sub.add_parser("list-ports", help="MIDI inputs and outputs of every backend")
     lp.add_argument("--midi-api", help="ALSA, JACK, CoreMIDI or Windows MM (default: all compiled in)")

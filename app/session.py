@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .engine.arrange import Arrangement
 from .engine.clock import FrameClock
 from .engine.live import JamSession, PlannerError, jam_planner
 from .engine.options import JamSettings
@@ -61,6 +62,7 @@ class SessionHeader:
     input: str | None = None  # the desktop app: "live" or "demo"
     app: str | None = None  # "desktop"
     source: str | None = None  # a re-jam: the melody file
+    band: Mapping[str, Any] | None = None  # how the band played: style, bass, drums, dynamics (engine/arrange.py)
 
     def as_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
@@ -84,6 +86,8 @@ class JamRequest:
     header: Mapping[str, Any] = field(default_factory=dict)
     on_fault: Callable[[PlannerError], None] | None = None  # told at once, on the failing engine thread
     simulated: bool = False  # a re-jam: no threads, the caller steps the planner on a clock starting at 0
+    clock: Any = None  # an external clock to follow (``engine.follow.ClockFollower``); None: the jam's own
+    clock_out: Sequence = ()  # MidiOutputs that get the jam's own clock (ignored when following one)
 
 
 @dataclass
@@ -120,22 +124,33 @@ class RunningJam:
         return summary
 
 
+def band_settings(s: JamSettings) -> dict[str, Any]:
+    """The band's settings as the header (and the sidecar's ``settings.band``) keeps them."""
+    return {"style": s.style, "bass": s.bass, "drums": s.drums, "dynamics": [s.dynamics_low, s.dynamics_high]}
+
+
 def open_jam(request: JamRequest) -> RunningJam:
     """Make the jam ``request`` describes and, unless it is simulated, start it (see the module's docstring)."""
     s, policy, teacher = request.settings, request.policy, request.teacher
     planner = jam_planner(policy, s.plan, s.meter, teacher)
-    clock = FrameClock(s.bpm, 0.0) if request.simulated else FrameClock.starting_now(s.bpm, s.count_in_beats)
-    header = SessionHeader(bpm=s.bpm, meter=tuple(s.meter), t0=clock.start, model_name=policy.bundle.name,
+    if request.simulated:
+        clock = FrameClock(s.bpm, 0.0)
+    else:
+        clock = request.clock or FrameClock.starting_now(s.bpm, s.count_in_beats)
+    t0 = clock.start if isinstance(clock, FrameClock) else None  # an external clock's frame 0 is not known yet
+    header = SessionHeader(bpm=s.bpm, meter=tuple(s.meter), t0=t0, model_name=policy.bundle.name,
                            model_sha256=policy.bundle.card.onnx.sha256, seed=s.plan.seed, plan=s.plan,
                            voicing=s.voicing, teacher=teacher.bundle.name if teacher is not None else None,
-                           mode=request.mode, **request.header)
+                           mode=request.mode, band=band_settings(s), **request.header)
     recorder = Recorder(request.journal_dir, header.as_dict())
     if request.simulated:
-        performer = ChordPerformer(planner.vocab, [], recorder, s.voicing, s.chord_velocity, s.bass_velocity)
+        performer = ChordPerformer(planner.vocab, [], recorder, s.voicing, s.chord_velocity, s.bass_velocity,
+                                   Arrangement.of(s), (s.dynamics_low, s.dynamics_high))
         return RunningJam(header, recorder, clock, planner, performer, None)
     session = JamSession(policy, s, request.sinks, recorder=recorder, teacher=teacher, ports=request.ports,
                          planner=planner)
     session.on_fault = request.on_fault
+    session.clock_out = list(request.clock_out)
     try:
         session.start(clock)
     except BaseException:

@@ -58,7 +58,7 @@ def outcome(command: str, code: int, err: list[str]) -> None:
 def assert_complete_session(midi: Path) -> None:
     """A session MIDI file any program reads (every delta time fits the format) with its sidecar."""
     mid = mido.MidiFile(str(midi))
-    assert [t.name for t in mid.tracks] == ["Conductor", "Melody", "Chords", "Bass"]
+    assert [t.name for t in mid.tracks] == ["Conductor", "Melody", "Chords", "Bass", "Drums"]
     assert all(0 <= m.time <= 0x0FFFFFFF for t in mid.tracks for m in t)
     json.loads(midi.with_name(midi.name + SIDECAR_SUFFIX).read_text())
 

@@ -121,7 +121,8 @@ def test_a_jam_is_started_played_from_the_computer_keyboard_and_stopped(qtbot, m
     w = make_window(**FAST)
     assert w.jam.state == "idle" and w.transport.start_button.text() == "Start"
     start(qtbot, w)
-    assert w.transport.start_button.text() == "Stop" and not w.transport.tempo.isEnabled()
+    assert w.transport.start_button.text() == "Stop" and not w.transport.count_in.isEnabled()
+    assert w.transport.tempo.isEnabled()  # Comper's own clock: a new tempo takes over at the next beat
     play_until_heard(qtbot, w, Qt.Key.Key_A, 60)  # A = middle C
     play_until_heard(qtbot, w, Qt.Key.Key_D, 64)  # D = E
     press(qtbot, w, Qt.Key.Key_Z)  # an octave down
@@ -636,3 +637,101 @@ def test_no_display_is_one_line_not_a_qt_abort(monkeypatch, capsys):
     assert len(err) == 1 and "no display" in err[0] and "QT_QPA_PLATFORM=offscreen" in err[0]
     monkeypatch.setenv("DISPLAY", ":0")
     assert app.gui.no_display_reason() is None
+
+
+def test_the_band_pickers_come_from_the_table_lock_while_jamming_and_are_saved(qapp, tmp_path):
+    """The style picker (and the bass and drum ones) list the choices of ``options.BAND_KNOBS``; what is picked
+    goes into the jam's settings and the saved settings; a style another build knew falls back with a note."""
+    from app.engine import options
+    from app.gui.transport import TransportPanel
+
+    t = TransportPanel(AppSettings())
+    assert list(t.band) == ["style", "bass", "drums"]
+    for name, box in t.band.items():
+        assert tuple(box.itemData(i) for i in range(box.count())) == options.knob(name).choices
+        assert box.currentData() == getattr(AppSettings().jam, name)  # pad, root, off: today's sound
+    for name, value in (("style", "bossa"), ("bass", "walking"), ("drums", "auto")):
+        t.band[name].setCurrentIndex(t.band[name].findData(value))
+    s = AppSettings()
+    t.apply_to(s)
+    assert (s.jam.style, s.jam.bass, s.jam.drums) == ("bossa", "walking", "auto")
+    t.set_running("running")
+    assert not any(box.isEnabled() for box in t.band.values())
+    store = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    save_settings(s, store)
+    again = load_settings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    assert (again.jam.style, again.jam.bass, again.jam.drums) == ("bossa", "walking", "auto")
+    store.setValue("style", "polka")
+    store.sync()
+    notes: list[str] = []
+    odd = load_settings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), notes)
+    assert odd.jam.style == "pad" and any("polka" in n for n in notes)
+    shown = TransportPanel(again)
+    assert shown.band["style"].currentData() == "bossa"
+
+
+# --- MIDI clock (tests/test_clock.py has the engine's side) ----------------------------------------------------
+
+
+def test_clock_out_goes_to_a_virtual_port_and_a_tempo_change_mid_jam_lands_on_a_beat(qtbot, make_window, env, jack):
+    import rtmidi
+
+    from app.gui.devices import VIRTUAL_PORT
+
+    w = make_window(**FAST)
+    panel = w.devices_panel
+    for combo in (panel.input_combo, panel.output_combo, panel.clock_combo, panel.clock_out_combo):
+        assert combo.findData(VIRTUAL_PORT) >= 0, "every MIDI picker offers a virtual port of our own"
+    assert panel.clock_combo.currentData() == ""  # Comper's own clock by default
+    panel.select_clock_out(VIRTUAL_PORT)
+    qtbot.waitUntil(lambda: w.devices.clock_out is not None and w.devices.clock_out.state == "connected",
+                    timeout=5000)
+    got: list[int] = []
+    rt = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, "gui-drum-machine", 8192)
+    rt.ignore_types(True, False, True)
+    rt.set_callback(lambda msg, _: got.append(msg[0][0]))
+    rt.open_port(next(i for i, n in enumerate(rt.get_ports()) if n.endswith(":Comper clock out")))
+    try:
+        start(qtbot, w)
+        qtbot.waitUntil(lambda: len(w.jam.session.played) >= 8, timeout=10000)
+        w.transport.tempo.setValue(120.0)  # the tempo setting, mid-jam
+        changes = w.jam.session.clock.changes
+        assert len(changes) == 1 and changes[0][0] % 4 == 0 and changes[0][2] == 120.0
+        qtbot.waitUntil(lambda: len(w.jam.session.played) >= changes[0][0] + 4, timeout=10000)
+        assert w.jam.session.snapshot().bpm == 120.0
+        stop(qtbot, w)
+        qtbot.waitUntil(lambda: 0xFC in got, timeout=5000)
+    finally:
+        rt.cancel_callback()
+        rt.close_port()
+        rt.delete()
+    assert got.count(0xFA) == 1 and got.index(0xFA) > 0 and got.count(0xF8) > 6 * 12
+    saved = load_settings(QSettings(str(env / "comper.ini"), QSettings.Format.IniFormat))
+    assert (saved.clock_out, saved.clock_source, saved.jam.bpm) == (VIRTUAL_PORT, "", 120.0)
+
+
+def test_a_jam_follows_an_external_clock_picked_in_the_devices_panel(qtbot, make_window, env, jack):
+    from jack_helpers import Keyboard, unique
+
+    drums = Keyboard(unique("gui-drums"), "clock")
+    w = make_window(**FAST)
+    qtbot.waitUntil(lambda: drums.name in w.devices.inputs, timeout=10000)
+    w.devices_panel.select_clock_source(drums.name)
+    qtbot.waitUntil(lambda: w.devices.clock_in is not None and w.devices.clock_in.state == "connected", timeout=5000)
+    try:
+        start(qtbot, w)
+        assert not w.transport.tempo.isEnabled()  # the tempo is the clock source's
+        qtbot.wait(300)
+        assert w.jam.session.played == []  # waiting for the source's Start
+        drums.send([0xFA])
+        for _ in range(24 * 8):  # 8 beats at 150 bpm: the count-in bar, then a bar of frames
+            drums.send([0xF8])
+            qtbot.wait(16)
+        qtbot.waitUntil(lambda: len(w.jam.session.played) >= 12, timeout=5000)
+        assert abs(w.jam.session.snapshot().bpm - 150) < 30  # qtbot.wait is coarse: roughly the tempo sent
+        drums.send([0xFC])
+        summary, saved = stop(qtbot, w)
+        assert summary["frames"] >= 12 and saved is not None
+    finally:
+        drums.unplug()
+    assert load_settings(QSettings(str(env / "comper.ini"), QSettings.Format.IniFormat)).clock_source == drums.name

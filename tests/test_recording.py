@@ -132,7 +132,7 @@ def test_save_writes_type1_midi_with_named_tracks_and_conductor(tmp_path):
     assert out == tmp_path / "jam.mid"
     mid = mido.MidiFile(str(out))
     assert mid.type == 1 and mid.ticks_per_beat == 480
-    assert [tr.name for tr in mid.tracks] == ["Conductor", "Melody", "Chords", "Bass"]
+    assert [tr.name for tr in mid.tracks] == ["Conductor", "Melody", "Chords", "Bass", "Drums"]
 
     conductor = mid.tracks[0]
     tempos = [m for m in conductor if m.type == "set_tempo"]
@@ -147,7 +147,8 @@ def test_save_writes_type1_midi_with_named_tracks_and_conductor(tmp_path):
     assert markers == [(tick(0), "C"), (tick(4), "G"), (tick(12), "F")]
     assert not any(m.type in ("note_on", "note_off") for m in conductor)
 
-    melody, chords, bass = (notes_of(tr) for tr in mid.tracks[1:])
+    melody, chords, bass, drums = (notes_of(tr) for tr in mid.tracks[1:])
+    assert drums == []  # a jam without drums: the track is there, empty
     end = tick(13)  # the last event: what still sounds is closed there
     assert melody == [(tick(-2.1), tick(0.2), 72), (tick(4.02), tick(5.9), 64), (tick(10), tick(11), 67),
                       (tick(11), end, 67)]
@@ -155,9 +156,9 @@ def test_save_writes_type1_midi_with_named_tracks_and_conductor(tmp_path):
                             + [(tick(12), end, p) for p in (53, 57, 60)])
     assert bass == [(tick(0), tick(4), 36), (tick(4), tick(8), 43), (tick(12), end, 41)]
     channels = [{m.channel for m in tr if m.type in ("note_on", "note_off", "program_change")} for tr in mid.tracks[1:]]
-    assert channels == [{0}, {1}, {2}]
+    assert channels == [{0}, {1}, {2}, {9}]
     programs = [[m.program for m in tr if m.type == "program_change"] for tr in mid.tracks[1:]]
-    assert programs == [[0], [4], [32]]
+    assert programs == [[0], [4], [32], [0]]
 
 
 def test_sidecar_says_how_the_session_was_made(tmp_path):
@@ -229,7 +230,7 @@ def test_sigkill_mid_session_loses_nothing_reported(tmp_path):
     assert frames_on[:n] == list(range(n)) and frames_chord[:n] == list(range(n))
 
     mid = mido.MidiFile(str(midi))
-    assert [tr.name for tr in mid.tracks] == ["Conductor", "Melody", "Chords", "Bass"]
+    assert [tr.name for tr in mid.tracks] == ["Conductor", "Melody", "Chords", "Bass", "Drums"]
     melody = notes_of(mid.tracks[1])
     assert len(melody) >= n
     assert [p for _, _, p in melody[:n]] == [60 + i % 12 for i in range(n)]

@@ -38,7 +38,7 @@ def test_rejam_writes_a_session_and_render_sounds_it(tiny_bundle, melody_file, t
     assert main(["rejam", str(melody_file), "-o", str(out), "--model", str(tiny_bundle), "--listen", "2",
                  "--seed", "3"]) == 0
     mid = mido.MidiFile(out)
-    assert [t.name for t in mid.tracks] == ["Conductor", "Melody", "Chords", "Bass"]
+    assert [t.name for t in mid.tracks] == ["Conductor", "Melody", "Chords", "Bass", "Drums"]
     assert sum(m.type == "note_on" and m.velocity > 0 for m in mid.tracks[1]) == 48
     chord_ons = [m for m in mid.tracks[2] if m.type == "note_on" and m.velocity > 0]
     assert chord_ons, "the model played no chord"

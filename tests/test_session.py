@@ -73,7 +73,8 @@ def test_open_jam_plays_into_the_recorder_it_was_made_with_and_finish_saves_the_
     assert saved == jam.recorder.path.parent / saved.name and saved.exists() and summary["frames"] >= 8
     assert find_unfinished(tmp_path) == [], "the journal is closed once the take is saved"
     header = read_journal(jam.recorder.path).header
-    assert list(header["settings"]) == KEYS + ["input"] and header["t0"] == jam.clock.start
+    assert list(header["settings"]) == KEYS + ["input", "band"] and header["t0"] == jam.clock.start
+    assert header["settings"]["band"] == {"style": "pad", "bass": "root", "drums": "off", "dynamics": [30, 115]}
     assert header["settings"]["model_sha256"] == policy.bundle.card.onnx.sha256 == header["model"]["sha256"]
     assert header["settings"]["plan"]["commit_beats"] == 1 and header["bpm"] == 240.0
     assert all(n == 0 for n in sink.sounding.values()), "every note struck was released"

@@ -54,10 +54,10 @@ PRESETS: dict[str, PipelineConfig] = {
 
 DESCRIPTIONS = {  # the line a musician reads in the model picker
     "online-mle": "Online MLE: the chord policy after pretraining only (no RL); varied, often off the melody",
-    "realchords": "ReaLchords: RL with coherence rewards and a KL to the teacher; fits the melody better, few chords",
-    "gapt-no-adv": "GAPT without the discriminator (RL + entropy bonus): best harmony of the shipped models, few chords",
-    "gapt": "GAPT: RL with coherence rewards plus a co-evolving discriminator; more chord variety than the other RL models",
-    "distill": "Distill: the online policy taught by the offline teacher alone (on-policy forward KL, no rewards)",
+    "realchords": "ReaLchords: RL with coherence rewards, taught by the offline teacher",
+    "gapt-no-adv": "GAPT without the discriminator: RL with coherence rewards and an entropy bonus, taught by the teacher",
+    "gapt": "GAPT: RL with coherence rewards and a co-evolving discriminator, taught by the offline teacher",
+    "distill": "Distill: taught by the offline teacher alone (on-policy forward KL, no rewards)",
     "offline-teacher": "Offline teacher (sees the whole melody): fills the listen-first intro's context chords",
 }
 

@@ -14,6 +14,12 @@ Three threads, so that nothing slow sits between the clock and the sound:
 
 A further housekeeping thread checks the MIDI ports once a second (unplug, replug) and journals the counters.
 
+The clock is the jam's own ``FrameClock`` (``set_tempo`` replaces it with one that changes tempo at the next beat;
+``clock_out`` ports get it as MIDI clock, ``midi/clock.py``) or an external MIDI clock's ``ClockFollower``
+(``follow.py``: its Stop pauses the jam and releases the chord). The scheduler reads it again at every wait, and a
+frame whose whole time has passed when it gets there (the external clock resumed further on) is counted as played
+but not struck, so nothing sounds in a burst.
+
 A fault in any of them (NaN or inf logits, an onnxruntime error, a crashed thread) stops the jam at once: the
 sounding chord is released, ``failed`` is set and ``fault`` says why in one line (``PlannerError``); the owner then
 calls ``stop()`` and saves the take. Before, a dead planner left the scheduler holding its last chord for ever,
@@ -23,6 +29,7 @@ counting deadline misses, and ``stop()`` raised before the take was saved.
 from __future__ import annotations
 
 import bisect
+import math
 import os
 import queue
 import threading
@@ -31,8 +38,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from ..errors import ComperError
+from .arrange import Arrangement
 from .bundle import BundleError
-from .clock import FrameClock
+from .clock import FRAMES_PER_BEAT, FrameClock, wait_for
 from .melody import MelodyTrack
 from .options import JamSettings
 from .performer import ChordPerformer, Sink
@@ -71,6 +79,7 @@ class JamStats:
     onset_error_ms: list[float] = field(default_factory=list)  # chord note-on time minus its grid time
     model_switches: int = 0
     realtime_scheduler: bool = False  # whether the OS granted the scheduler thread real-time priority
+    skipped_frames: int = 0  # frames whose whole time had passed when the scheduler got to them: not struck
     # sorted copies, kept as values arrive: summary() (every second, and by views) must not sort an hour's
     # worth of values while holding the GIL the scheduler needs at the next frame
     _plan_sorted: list[float] = field(default_factory=list, repr=False)
@@ -87,6 +96,7 @@ class JamStats:
     def summary(self) -> dict:
         return {"frames": self.frames, "chords": self.chords, "deadline_misses": self.deadline_misses,
                 "model_switches": self.model_switches, "realtime_scheduler": self.realtime_scheduler,
+                "skipped_frames": self.skipped_frames,
                 "plan_ms_median": _median(self._plan_sorted), "plan_ms_p99": _p99(self._plan_sorted),
                 "onset_error_ms_median": _median(self._onset_sorted), "onset_error_ms_p99": _p99(self._onset_sorted)}
 
@@ -152,7 +162,8 @@ class JamSession:
         self.planner = planner or self._new_planner(policy)
         self.vocab = self.planner.vocab
         self.performer = ChordPerformer(self.vocab, self.sinks, recorder, settings.voicing,
-                                        settings.chord_velocity, settings.bass_velocity)
+                                        settings.chord_velocity, settings.bass_velocity, Arrangement.of(settings),
+                                        (settings.dynamics_low, settings.dynamics_high))
         self.melody = MelodyTrack()
         self.stats = JamStats()
         self.clock: FrameClock | None = None
@@ -170,6 +181,8 @@ class JamSession:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._pending_switch: tuple[int, OnnxPolicy] | None = None
+        self.clock_out: list = []  # MidiOutputs that get the jam's own clock (24 PPQN, Start / Stop): set before start
+        self._clock_sender = None
 
     def _new_planner(self, policy: OnnxPolicy) -> Planner:
         return jam_planner(policy, self.s.plan, self.s.meter, self.teacher)
@@ -184,6 +197,14 @@ class JamSession:
         """Start the clock (or run on ``clock``, e.g. one whose frame-0 time the recording already holds) and the
         threads; returns the clock."""
         self.clock = clock or self.make_clock()
+        if getattr(self.clock, "external", False):
+            self.clock.listeners.append(self._on_transport)
+        elif self.clock_out:
+            from ..midi.clock import ClockSender  # lazily: only a jam that sends clock needs it
+
+            self._clock_sender = ClockSender(self.clock_out, lambda: self.clock,
+                                             priority=realtime_priority if self.s.realtime else None)
+            self._clock_sender.start()
         for target, name in ((self._scheduler, "scheduler"), (self._worker, "planner"),
                              (self._housekeeping, "housekeeping")):
             t = threading.Thread(target=self._guarded, args=(target, name), name=f"comper-{name}", daemon=True)
@@ -197,6 +218,10 @@ class JamSession:
         not raise here (``fault`` says what it was), so the take is always saved first."""
         self._stop.set()
         self._frames.put(None)
+        if self._clock_sender is not None:
+            self._clock_sender.stop()  # a following DAW or drum machine stops too
+        if getattr(self.clock, "external", False) and self._on_transport in self.clock.listeners:
+            self.clock.listeners.remove(self._on_transport)
         for t in self._threads:
             t.join(timeout=5)
         now = time.monotonic()
@@ -214,6 +239,22 @@ class JamSession:
         if self.recorder is not None:
             self.recorder.stats(**summary)
         return summary
+
+    def set_tempo(self, bpm: float) -> int | None:
+        """The jam's own clock at ``bpm`` from the next beat on, without stopping (the clock sent out follows);
+        returns that beat's frame. None: no clock yet, or an external clock, whose tempo is its source's."""
+        clock = self.clock
+        if not isinstance(clock, FrameClock):
+            return None
+        beat = (math.floor(clock.position(time.monotonic()) / FRAMES_PER_BEAT) + 1) * FRAMES_PER_BEAT
+        self.clock = clock.with_tempo(bpm, beat)  # frames before the beat keep their times: waits stay valid
+        return beat
+
+    def _on_transport(self, what: str, t: float) -> None:
+        """An external clock's Stop pauses the jam (the scheduler waits for the clock): what sounds is released,
+        the take goes on when the clock runs again."""
+        if what == "stop":
+            self.performer.release(max(0, self.clock.nearest_frame(t)), t)
 
     def summary(self) -> dict:
         self.stats.chords = self.performer.chords_struck
@@ -242,7 +283,9 @@ class JamSession:
         return (now // bar + 1) * bar
 
     def snapshot(self, past_frames: int = 64) -> JamSnapshot:
-        pos = self.clock.position(time.monotonic()) if self.clock else -1.0
+        now = time.monotonic()
+        pos = self.clock.position(now) if self.clock else -1.0
+        bpm = self.clock.bpm_at(now) if self.clock else self.s.bpm
         with self._lock:
             first = max(0, len(self.played) - past_frames)
             chords = [(first + i, tok, True) for i, tok in enumerate(self.played[first:])]
@@ -251,7 +294,7 @@ class JamSession:
         with self._melody_lock:
             notes = [(p, on, off) for p, on, off in self.melody.notes]
         key = self.planner.steer.key  # a reference read: the planner thread replaces it, never mutates it
-        return JamSnapshot(pos, self.s.bpm, self.s.meter, self.s.plan.listen, chords, notes, self.summary(),
+        return JamSnapshot(pos, bpm, self.s.meter, self.s.plan.listen, chords, notes, self.summary(),
                            self.planner.policy.bundle.name, key.name if key else "")
 
     # --- input ----------------------------------------------------------------------------------------------
@@ -264,6 +307,7 @@ class JamSession:
             self._on_control(ev)
             return
         if ev.kind == "on":
+            self.performer.hear(ev.velocity)  # the band's dynamics follow the player
             for sink in self.sinks:
                 if sink.thru:
                     sink.note_on("melody", ev.pitch, ev.velocity)
@@ -299,20 +343,40 @@ class JamSession:
     # --- the scheduler --------------------------------------------------------------------------------------
 
     def _scheduler(self) -> None:
-        clock, g = self.clock, 0
+        g = 0  # the clock is read again at every wait: a tempo change or an external clock moves it
         self.stats.realtime_scheduler = self.s.realtime and realtime_priority()
-        while wait_until(clock.time_of(g), self._stop):
-            self._play(g)
-            if not wait_until(clock.time_of(g + 0.5), self._stop, spin=0.0):  # the hand-off needs no precision
+        while self._wait_frame(g):
+            self._play(g, strike=time.monotonic() < self.clock.time_of(g + 1))
+            if not self._play_pending(self.clock.time_of(g + 0.5)):
+                break
+            if not self._wait_frame(g + 0.5, spin=0.0):  # the hand-off needs no precision
                 break
             with self._melody_lock:
                 pitch, onset = self.melody.frame(g)
                 self.melody.prune(g - 64)  # recent notes stay for the view; the scan stays short
             self.heard.append((pitch, onset))
             self._frames.put((g, pitch, onset))
+            if not self._play_pending(self.clock.time_of(g + 1)):
+                break
             g += 1
 
-    def _play(self, g: int) -> None:
+    def _wait_frame(self, frame: float, spin: float = _SPIN_S) -> bool:
+        """Until the clock reaches ``frame``, its time read again every few ms (``clock.wait_for``): a tempo
+        change or an external clock's ticks move it, a stopped external clock holds it (``inf``)."""
+        return wait_for(lambda: self.clock.time_of(frame), self._stop, spin)
+
+    def _play_pending(self, before: float) -> bool:
+        """Sound the notes a style's swing or humanize puts later in this frame (due before ``before``), each at
+        its time; False if stopped. Most frames have none."""
+        while (at := self.performer.next_pending()) is not None and at < before:
+            if not wait_until(at, self._stop):
+                return False
+            self.performer.play_pending(at)
+        return True
+
+    def _play(self, g: int, strike: bool = True) -> None:
+        """Play frame ``g``'s chord; ``strike`` False: its whole time has passed (an external clock resumed further
+        on, the machine slept), so it counts as played without sounding, and nothing is struck in a burst."""
         with self._lock:
             if self._pending_switch is not None and self._pending_switch[0] <= g:
                 self._frames.put(("switch", self._pending_switch[1]))
@@ -327,6 +391,9 @@ class JamSession:
             elif g < self.s.plan.listen:
                 tok = self.vocab.silence
             self.played.append(tok)
+        if not strike:
+            self.stats.skipped_frames += 1
+            return
         t = self.clock.time_of(g)
         if self.performer.play(g, t, tok):
             self.stats.add_onset((time.monotonic() - t) * 1000)
@@ -349,6 +416,9 @@ class JamSession:
                     if frame >= len(self.played):
                         self._schedule[frame] = tok
                 self.tentative = result.tentative
+                listen = self.s.plan.listen  # as _play will play them: silence in the intro
+                promised = {f: self.vocab.silence if f < listen else tok for f, tok in self._schedule.items()}
+            self.performer.prepare(promised)  # the frames' notes, worked out here: the scheduler only looks up
             self.stats.frames += 1
             self.stats.add_plan(result.seconds * 1000)
             if self.recorder is not None:

@@ -4,6 +4,8 @@ table of ``Knob`` s (``knobs.py``: name, label, help, range, unit, flag; its typ
 
 * ``PLAN_KNOBS``: the planner's settings (``PlanSettings``; the decode-time steering has ``steering.KNOBS``);
 * ``JAM_KNOBS``: the jam's own (``JamSettings``);
+* ``BAND_KNOBS``: how the band plays (``JamSettings``: comping style, bass line, drums, dynamics range), flags of
+  ``comper jam`` / ``rejam`` / ``render``, the GUI's style pickers (choices-style knobs: ``choices``, not a range);
 * ``RUN_KNOBS``: how a terminal command runs (``comper jam --seconds``, ``--threads``, ``bench --frames``, the
   input limits of ``rejam`` / ``render``); no GUI control;
 * ``RULES``: what must hold between two knobs (the committed part of a plan is at most the plan).
@@ -36,9 +38,12 @@ from dataclasses import dataclass, replace
 
 from ..errors import ComperError
 from . import steering
+from .bass import BASS_LINES, DEFAULT_BASS
+from .drums import DRUM_CHOICES
 from .knobs import Knob, clamp_all, declared, shown
 from .midifile import InputLimits
 from .planner import PlanSettings
+from .styles import DEFAULT_STYLE, STYLES
 from .voicing import VoicingSettings
 
 
@@ -56,6 +61,11 @@ class JamSettings:
     chord_velocity: int = 72
     bass_velocity: int = 84
     realtime: bool = True  # ask the OS for real-time priority for the scheduler thread (ignored if not allowed)
+    style: str = DEFAULT_STYLE  # the comping style (styles.STYLES)
+    bass: str = DEFAULT_BASS  # the bass line (bass.BASS_LINES)
+    drums: str = "off"  # the drum groove (drums.DRUM_CHOICES; auto: the style's)
+    dynamics_low: int = 30  # the band's velocities stay within these, following the player's
+    dynamics_high: int = 115
 
     @property
     def count_in_beats(self) -> float:
@@ -66,7 +76,7 @@ class JamSettings:
     def from_args(cls, args: argparse.Namespace, **overrides) -> JamSettings:
         """The settings the flags of ``add_plan_arguments`` and ``add_arguments(p, JAM_KNOBS)`` (and ``--meter``)
         describe; ``OptionError`` / ``SteeringError`` (ValueErrors) name a bad value."""
-        values = _values_from_args(args, JAM_KNOBS)
+        values = _values_from_args(args, JAM_KNOBS) | _values_from_args(args, BAND_KNOBS)
         if getattr(args, "meter", None) is not None:
             values["meter"] = tuple(args.meter)
         return replace(cls(**values, plan=plan_from_args(args)), **overrides)
@@ -90,6 +100,19 @@ JAM_KNOBS: tuple[Knob, ...] = declared(
     JamSettings,
     Knob("bpm", "Tempo", "tempo in beats per minute", 30.0, 300.0, unit="bpm", decimals=1),
     Knob("count_in_bars", "Count-in", "bars of count-in before frame 0", 0, 4, unit="bar(s)", flag="--count-in"),
+)
+
+BAND_KNOBS: tuple[Knob, ...] = declared(
+    JamSettings,
+    Knob("style", "Band style", "how the chords are played: " + "; ".join(f"{k}: {v.label}" for k, v in STYLES.items()),
+         choices=tuple(STYLES)),
+    Knob("bass", "Bass", "the bass line: " + "; ".join(f"{k}: {v.label}" for k, v in BASS_LINES.items()),
+         choices=tuple(BASS_LINES)),
+    Knob("drums", "Drums", "a General MIDI drum groove on channel 10 (auto: the one that suits the style; off: none)",
+         choices=DRUM_CHOICES),
+    Knob("dynamics_low", "Softest", "the band's softest velocity (it follows the player's, smoothed)", 1, 127,
+         gui=False),
+    Knob("dynamics_high", "Loudest", "the band's loudest velocity", 1, 127, gui=False),
 )
 
 RUN_KNOBS: tuple[Knob, ...] = (
@@ -126,7 +149,7 @@ RULES: tuple[AtMost, ...] = (
 
 def knob(name: str) -> Knob:
     """The knob of that name, in any table."""
-    return next(k for k in JAM_KNOBS + PLAN_KNOBS + RUN_KNOBS if k.name == name)
+    return next(k for k in JAM_KNOBS + PLAN_KNOBS + RUN_KNOBS + BAND_KNOBS if k.name == name)
 
 
 def dest(k: Knob) -> str:
@@ -147,6 +170,10 @@ def add_arguments(p: argparse.ArgumentParser, knobs: tuple[Knob, ...] | list[Kno
         said = f"default {shown(default)}" if default is not None else unset.get(k.name, "")
         if k.name in follows and k.name not in defaults:
             said = f"default {shown(k.default)}, or {follows[k.name].option} if less"
+        if k.choices:
+            p.add_argument(k.option, dest=dest(k), type=k.kind, default=default, choices=k.choices,
+                           help=f"{k.help} ({said or 'default ' + shown(k.default)})")
+            continue
         p.add_argument(k.option, dest=dest(k), type=k.kind, default=default,
                        help=f"{k.help} (between {k.between}{'; ' + said if said else ''})")
 
@@ -162,7 +189,7 @@ def add_plan_arguments(p: argparse.ArgumentParser, listen: float = 8.0, has_seed
 def check_args(args: argparse.Namespace, knobs: tuple[Knob, ...] | None = None) -> None:
     """``OptionError`` for the first flag out of its range (of ``knobs``; default: every table) or a rule between
     two flags given that does not hold. Flags a command does not have are not looked at."""
-    given, knobs = vars(args), JAM_KNOBS + PLAN_KNOBS + RUN_KNOBS if knobs is None else knobs
+    given, knobs = vars(args), JAM_KNOBS + PLAN_KNOBS + RUN_KNOBS + BAND_KNOBS if knobs is None else knobs
     for k in knobs:
         value = given.get(dest(k))
         if value is not None and (why := k.problem(value)) is not None:
@@ -223,7 +250,7 @@ def values(jam: JamSettings, knobs: tuple[Knob, ...] = GUI_KNOBS) -> dict[str, o
 
 def with_values(jam: JamSettings, new: Mapping[str, object]) -> JamSettings:
     """``jam`` with the knobs named in ``new`` set (each in its part: ``jam`` or ``jam.plan``)."""
-    own = {k.name: new[k.name] for k in JAM_KNOBS if k.name in new}
+    own = {k.name: new[k.name] for k in JAM_KNOBS + BAND_KNOBS if k.name in new}
     plan = {k.name: new[k.name] for k in PLAN_KNOBS if k.name in new}
     return replace(jam, **own, plan=replace(jam.plan, **plan))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -36,10 +37,11 @@ class RejamReport:
 def rejam(melody_path: str | Path, model: str | None, out: str | Path, settings: PlanSettings = PlanSettings(),
           bpm: float | None = None, track: str | None = None, voicing: VoicingSettings = VoicingSettings(),
           threads: int = 1, teacher=None, limits: InputLimits | None = InputLimits(),
-          melody: MelodyFile | None = None) -> RejamReport:
+          melody: MelodyFile | None = None, band: Mapping[str, object] | None = None) -> RejamReport:
     """``teacher``: an ``OnnxTeacher`` that fills the intro's context chords, as in a live jam. ``limits``: how big
     and long a melody file is taken (``MidiFileError`` before the model loads); ``melody``: the file already read
-    (``read_melody``), e.g. to say its warnings first."""
+    (``read_melody``), e.g. to say its warnings first; ``band``: how the band plays (``JamSettings`` fields of
+    ``options.BAND_KNOBS``: style, bass, drums, dynamics range), by name."""
     import numpy as np
 
     t_start = time.perf_counter()
@@ -47,25 +49,29 @@ def rejam(melody_path: str | Path, model: str | None, out: str | Path, settings:
     mf = melody or read_melody(melody_path, track, limits, bpm)
     settings = replace(settings, bar_beats=mf.meter[0] * 4 / mf.meter[1])  # the harmonic-rhythm grid follows the file
     policy = OnnxPolicy(load_bundle(resolve_model(model)), threads=threads)
-    jam_settings = JamSettings(bpm=bpm or mf.bpm, meter=mf.meter, plan=settings, voicing=voicing)
+    jam_settings = replace(JamSettings(bpm=bpm or mf.bpm, meter=mf.meter, plan=settings, voicing=voicing),
+                           **dict(band or {}))
     events, i = mf.events(), 0
     times = []
     with tempfile.TemporaryDirectory() as tmp:
         jam = open_jam(JamRequest(policy, jam_settings, tmp, teacher=teacher, mode="rejam",
                                   header={"source": str(melody_path)}, simulated=True))
-        rec, planner, clock = jam.recorder, jam.planner, jam.clock
+        rec, planner, clock, performer = jam.recorder, jam.planner, jam.clock, jam.performer
         n = len(mf.frames)
         for f in range(n + 1):
             while i < len(events) and (round(events[i][0]) <= f or f == n):  # heard in frame f, timed as played
                 at, kind, pitch, vel = events[i]
                 if kind == "on":
                     rec.melody_on(f, clock.time_of(at), pitch, vel)
+                    performer.hear(vel)
                 else:
                     rec.melody_off(f, clock.time_of(at), pitch)
                 i += 1
             if f == n:
                 break
-            jam.performer.play(f, clock.time_of(f), planner.chord_for(f))
+            # as live: the band's notes are worked out from the committed plan only, then frame f is played
+            performer.prepare({g: planner.chord_for(g) for g in planner.committed if g >= f})
+            performer.play(f, clock.time_of(f), planner.chord_for(f))
             result = planner.advance(*mf.frames[f])
             planner.idle()
             rec.melody_token(f, planner.history[-1][1])

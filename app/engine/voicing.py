@@ -68,3 +68,16 @@ def voice(root: int, pitch_classes: tuple[int, ...] | list[int], settings: Voici
     else:
         best = min(candidates, key=lambda c: abs(sum(c) / len(c) - centre))
     return Voicing(_bass(root, settings), best)
+
+
+def revoice(current: Voicing, pitch_classes: tuple[int, ...] | list[int],
+            settings: VoicingSettings = VoicingSettings()) -> Voicing:
+    """The same chord in the neighbouring inversion (up while the voicing sits below the range's centre, else
+    down): a held chord struck again moves instead of repeating (a ballad's re-voicing). The bass stays."""
+    candidates = sorted(_close_positions(tuple(pitch_classes), settings), key=lambda c: sum(c) / len(c))
+    if current.notes not in candidates or len(candidates) < 2:
+        return current
+    i = candidates.index(current.notes)
+    centre = (settings.chord_low + settings.chord_high) / 2
+    j = i + 1 if sum(current.notes) / len(current.notes) < centre else i - 1
+    return Voicing(current.bass, candidates[j if 0 <= j < len(candidates) else i - (j - i)])

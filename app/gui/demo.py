@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from ..engine.clock import FrameClock
-from ..engine.live import wait_until
+from ..engine.clock import FrameClock, wait_for
 from ..engine.midifile import read_melody
 from ..midi import NoteEvent
 from .loop_thread import LoopThread
@@ -33,17 +33,18 @@ class DemoPlayer(LoopThread):
         super().__init__()
         self.put, self.path = put, path
 
-    def start(self, clock: FrameClock, bar_frames: int) -> None:
+    def start(self, clock: Callable[[], FrameClock], bar_frames: int) -> None:
+        """Play on ``clock()`` (the jam's clock now: a tempo change replaces it)."""
         self.stop()
         events = demo_events(self.path, loops=200, bar_frames=bar_frames)
         self.launch("comper-demo", self._run, clock, events)
 
-    def _run(self, clock: FrameClock, events, stop: threading.Event) -> None:
+    def _run(self, clock: Callable[[], FrameClock], events, stop: threading.Event) -> None:
         down: set[int] = set()
         for frame, kind, pitch, vel in events:
-            t = clock.time_of(frame)
-            if not wait_until(t, stop):
+            if not wait_for(lambda f=frame: clock().time_of(f), stop):
                 break
+            t = clock().time_of(frame)
             (down.add if kind == "on" else down.discard)(pitch)
             self.put(NoteEvent(t, kind, pitch, vel, 0), "demo")
         now = time.monotonic()

@@ -1,5 +1,11 @@
-"""Devices: the MIDI keyboard in, a MIDI port out, the built-in synth (on/off, soundfont, instruments, volumes)
-and the panic button.
+"""Devices: the MIDI keyboard in, a MIDI port out, the clock (Comper's own or an external port's, and a port it is
+sent to), the built-in synth (on/off, soundfont, instruments, volumes) and the panic button.
+
+Every MIDI picker also offers a virtual port of our own (``VIRTUAL_PORT``: "Comper in", "Comper out", ...), for a
+DAW or another program on this machine to connect to. The clock source is "Internal" (Comper leads: its tempo
+setting, changeable mid-jam at the next beat) or a port whose MIDI clock the jam follows (``engine/follow.py``: the
+jam starts at the source's Start and pauses at its Stop); the clock out sends Comper's own clock (24 PPQN,
+Start / Stop) so a drum machine follows it, and is silent while Comper follows.
 
 Ports are remembered by name. A remembered port that is not plugged in stays selected ("waiting") and opens by
 itself when it appears; one that vanishes mid-jam ends its held notes and comes back the same way (the MIDI
@@ -18,18 +24,23 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSlider,
     QVBoxLayout,
     QWidget,
 )
 
+from ..engine.follow import ClockFollower
+from ..engine.options import JamSettings
 from ..engine.performer import PARTS
 from ..midi import MidiInput, MidiOutput, PortError, available_apis, list_ports
+from ..midi.clock import ClockInput
 from . import gm, style
 from .background import Background
 from .elide import ElidedLabel, elide_combo, full_text_tip
@@ -39,6 +50,10 @@ from .settings import AppSettings
 PORT_CHARS = 16  # a port or program box's width, in characters: the side panel stays narrow, whatever the names
 NONE_IN = "None (computer keyboard only)"
 NONE_OUT = "None"
+INTERNAL_CLOCK = "Internal (Comper leads)"
+NO_CLOCK_OUT = "Off"
+VIRTUAL_PORT = "<virtual>"  # what the settings keep for "a virtual port of our own"
+VIRTUAL_NAMES = {"in": "Comper in", "out": "Comper out", "clock": "Comper clock in", "clock out": "Comper clock out"}
 OWN_CLIENT = "Comper"  # our own rtmidi client's ports are not offered (no loops)
 
 
@@ -90,13 +105,15 @@ class MidiDevices(QObject):
     """The open MIDI ports; opening, closing and checking happen on the ``io`` lane."""
 
     scanned = Signal(object, object, object)  # inputs, outputs, reason there are none (or None)
-    opened = Signal(str, str, str)  # "in"/"out", name, state or a one-line error
+    opened = Signal(str, str, str)  # "in"/"out"/"clock"/"clock out", name, state or a one-line error
 
     def __init__(self, background: Background, router: NoteRouter, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.bg, self.router = background, router
         self.input: MidiInput | None = None
         self.output: MidiOutput | None = None
+        self.clock_in: ClockInput | None = None  # the external clock's port; its follower is made for each jam
+        self.clock_out: MidiOutput | None = None
         self.inputs: list[str] = []
         self.outputs: list[str] = []
         self.reason: str | None = None
@@ -116,7 +133,7 @@ class MidiDevices(QObject):
         self.bg.submit("io", self._scan, self._scanned, lambda e: setattr(self, "_scanning", False))
 
     def _scan(self) -> tuple[list[str], list[str], str | None]:
-        for port in (self.input, self.output):
+        for port in (self.input, self.output, self.clock_in, self.clock_out):
             if port is not None:
                 try:
                     port.check()
@@ -130,41 +147,58 @@ class MidiDevices(QObject):
         self.scanned.emit(*result)
 
     def set_input(self, name: str) -> None:
-        def job() -> tuple[str, str]:
-            old, self.input = self.input, None
-            if old is not None:
-                old.close()  # its held notes get their note-offs (through the router)
-            if not name:
-                return name, ""
-            try:
-                self.input = MidiInput(name, lambda ev: self.router.put(ev, "midi"), wait_for_port=True)
-            except PortError as e:
-                return name, str(e)
-            return name, self.input.state
-
-        self.bg.submit("io", job, lambda r: self.opened.emit("in", *r))
+        self._reopen("input", "in", name, lambda port, virtual: MidiInput(
+            port, lambda ev: self.router.put(ev, "midi"), virtual=virtual, wait_for_port=not virtual))
 
     def set_output(self, name: str) -> None:
+        self._reopen("output", "out", name, lambda port, virtual: MidiOutput(
+            port, virtual=virtual, wait_for_port=not virtual))
+
+    def set_clock_source(self, name: str) -> None:
+        """Follow the clock of port ``name`` ("": Comper's own clock)."""
+        self._reopen("clock_in", "clock", name, lambda port, virtual: ClockInput(
+            port, ClockFollower(), virtual=virtual, wait_for_port=not virtual))
+
+    def set_clock_out(self, name: str) -> None:
+        """Send Comper's own clock to port ``name`` ("": nowhere)."""
+        self._reopen("clock_out", "clock out", name, lambda port, virtual: MidiOutput(
+            port, virtual=virtual, wait_for_port=not virtual, client_name="Comper clock"))
+
+    def clocks_for(self, settings: JamSettings) -> tuple[ClockFollower | None, list[MidiOutput]]:
+        """What a jam with ``settings`` runs on: (the external clock it follows, made for it, or None: its own
+        clock) and the ports its own clock is sent to (none while it follows)."""
+        clock_in = self.clock_in
+        if clock_in is not None:
+            clock_in.follower = ClockFollower.for_jam(settings)  # an attribute swap: the reader feeds the new one
+            return clock_in.follower, []
+        return None, [self.clock_out] if self.clock_out is not None else []
+
+    def _reopen(self, attr: str, what: str, name: str, make) -> None:
+        """Close the port in ``attr`` and open ``name`` there (``VIRTUAL_PORT``: our own virtual port), on the
+        ``io`` lane; ``opened`` says how it went (a one-line error for one that cannot open)."""
         def job() -> tuple[str, str]:
-            old, self.output = self.output, None
+            old = getattr(self, attr)
+            setattr(self, attr, None)
             if old is not None:
-                old.close()  # every note it started ends first
+                old.close()  # an input's held notes get their note-offs, an output's sounding notes end
             if not name:
                 return name, ""
+            virtual = name == VIRTUAL_PORT
             try:
-                self.output = MidiOutput(name, wait_for_port=True)
+                port = make(VIRTUAL_NAMES[what] if virtual else name, virtual)
             except PortError as e:
                 return name, str(e)
-            return name, self.output.state
+            setattr(self, attr, port)
+            return name, port.state
 
-        self.bg.submit("io", job, lambda r: self.opened.emit("out", *r))
+        self.bg.submit("io", job, lambda r: self.opened.emit(what, *r))
 
     def close(self) -> None:
         self._timer.stop()
-        for port in (self.input, self.output):
+        for port in (self.input, self.output, self.clock_in, self.clock_out):
             if port is not None:
                 port.close()
-        self.input = self.output = None
+        self.input = self.output = self.clock_in = self.clock_out = None
 
 
 class ActivityLight(QWidget):
@@ -204,6 +238,8 @@ def light_state(connection: str | None, last_activity: float, now: float | None 
 class DevicesPanel(QWidget):
     input_selected = Signal(str)
     output_selected = Signal(str)
+    clock_source_selected = Signal(str)  # a port name, VIRTUAL_PORT, or "" (Comper's own clock)
+    clock_out_selected = Signal(str)  # a port name, VIRTUAL_PORT, or "" (none)
     synth_toggled = Signal(bool)
     soundfont_chosen = Signal(str)
     program_changed = Signal(str, int)
@@ -212,19 +248,27 @@ class DevicesPanel(QWidget):
 
     def __init__(self, s: AppSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        lay = QVBoxLayout(self)
+        inner = QWidget()  # in a scroll area: the panel never makes the window taller than a 720-pixel screen
+        lay = QVBoxLayout(inner)
         midi = QGroupBox("MIDI")
         form = QFormLayout(midi)
         self.input_combo, self.input_light = QComboBox(), ActivityLight()
         self.output_combo, self.output_light = QComboBox(), ActivityLight()
+        self.clock_combo, self.clock_light = QComboBox(), ActivityLight()
+        self.clock_out_combo, self.clock_out_light = QComboBox(), ActivityLight()
+        self.clock_combo.setToolTip("Internal: Comper's own tempo. A port: follow its MIDI clock (the jam starts "
+                                    "at its Start, pauses at its Stop)")
+        self.clock_out_combo.setToolTip("Send Comper's own clock (24 PPQN, Start/Stop) to a DAW or drum machine")
         self.keys_light = ActivityLight()
         self.keys_label = QLabel()
-        for combo in (self.input_combo, self.output_combo):
+        for combo in (self.input_combo, self.output_combo, self.clock_combo, self.clock_out_combo):
             elide_combo(combo, PORT_CHARS)  # a port's name can be long: elided, whole in the tooltip
             combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
             combo.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         form.addRow("Input", _row(self.input_combo, self.input_light))
         form.addRow("Output", _row(self.output_combo, self.output_light))
+        form.addRow("Clock", _row(self.clock_combo, self.clock_light))
+        form.addRow("Clock out", _row(self.clock_out_combo, self.clock_out_light))
         form.addRow("Keys", _row(self.keys_label, self.keys_light))
         self.midi_status = QLabel()
         self.midi_status.setWordWrap(True)
@@ -270,12 +314,24 @@ class DevicesPanel(QWidget):
         self.panic.setStyleSheet("QPushButton { background: #b71c1c; color: white; font-weight: bold; padding: 8px; }")
         lay.addWidget(self.panic)
         lay.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(inner)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(inner.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
 
         self._in_name, self._out_name = s.midi_in, s.midi_out
+        self._clock_name, self._clock_out_name = s.clock_source, s.clock_out
         self.set_soundfont(s.soundfont)
         self.set_ports([], [], None)
         self.input_combo.activated.connect(lambda i: self._picked(self.input_combo, self.input_selected))
         self.output_combo.activated.connect(lambda i: self._picked(self.output_combo, self.output_selected))
+        self.clock_combo.activated.connect(lambda i: self._picked(self.clock_combo, self.clock_source_selected))
+        self.clock_out_combo.activated.connect(lambda i: self._picked(self.clock_out_combo, self.clock_out_selected))
         self.synth_on.toggled.connect(self.synth_toggled)
         choose.clicked.connect(self._choose_soundfont)
         default.clicked.connect(lambda: self.soundfont_chosen.emit(""))
@@ -283,16 +339,17 @@ class DevicesPanel(QWidget):
 
     def _picked(self, combo: QComboBox, signal) -> None:
         name = combo.currentData() or ""
-        if combo is self.input_combo:
-            self._in_name = name
-        else:
-            self._out_name = name
+        attr = {id(self.input_combo): "_in_name", id(self.output_combo): "_out_name",
+                id(self.clock_combo): "_clock_name", id(self.clock_out_combo): "_clock_out_name"}[id(combo)]
+        setattr(self, attr, name)
         signal.emit(name)
 
     def set_ports(self, inputs: list[str], outputs: list[str], reason: str | None) -> None:
         """Refill the pickers; a remembered port that is missing stays listed (and selected) as waiting."""
-        _fill(self.input_combo, NONE_IN, inputs, self._in_name)
-        _fill(self.output_combo, NONE_OUT, outputs, self._out_name)
+        _fill(self.input_combo, NONE_IN, inputs, self._in_name, VIRTUAL_NAMES["in"])
+        _fill(self.output_combo, NONE_OUT, outputs, self._out_name, VIRTUAL_NAMES["out"])
+        _fill(self.clock_combo, INTERNAL_CLOCK, inputs, self._clock_name, VIRTUAL_NAMES["clock"])
+        _fill(self.clock_out_combo, NO_CLOCK_OUT, outputs, self._clock_out_name, VIRTUAL_NAMES["clock out"])
         text = reason or f"{len(inputs)} input(s), {len(outputs)} output(s)"
         if self.midi_status.text() != text:
             self.midi_status.setText(text)
@@ -300,13 +357,24 @@ class DevicesPanel(QWidget):
     def select_input(self, name: str) -> None:
         """Pick an input by name, as if chosen in the list (tests, restoring a session)."""
         self._in_name = name
-        _fill(self.input_combo, NONE_IN, [], name)
+        _fill(self.input_combo, NONE_IN, [], name, VIRTUAL_NAMES["in"])
         self.input_selected.emit(name)
 
     def select_output(self, name: str) -> None:
         self._out_name = name
-        _fill(self.output_combo, NONE_OUT, [], name)
+        _fill(self.output_combo, NONE_OUT, [], name, VIRTUAL_NAMES["out"])
         self.output_selected.emit(name)
+
+    def select_clock_source(self, name: str) -> None:
+        """Follow port ``name``'s clock ("": Comper's own), as if chosen in the list."""
+        self._clock_name = name
+        _fill(self.clock_combo, INTERNAL_CLOCK, [], name, VIRTUAL_NAMES["clock"])
+        self.clock_source_selected.emit(name)
+
+    def select_clock_out(self, name: str) -> None:
+        self._clock_out_name = name
+        _fill(self.clock_out_combo, NO_CLOCK_OUT, [], name, VIRTUAL_NAMES["clock out"])
+        self.clock_out_selected.emit(name)
 
     def set_soundfont(self, path: str) -> None:
         self.soundfont_label.setText(path or "system default (General MIDI)")
@@ -326,9 +394,9 @@ def _row(*widgets: QWidget) -> QWidget:
     return w
 
 
-def _fill(combo: QComboBox, none_label: str, names: list[str], selected: str) -> None:
-    items = [(none_label, "")] + [(n, n) for n in names]
-    if selected and selected not in names:
+def _fill(combo: QComboBox, none_label: str, names: list[str], selected: str, virtual: str) -> None:
+    items = [(none_label, "")] + [(n, n) for n in names] + [(f"Virtual port ({virtual})", VIRTUAL_PORT)]
+    if selected and selected not in names and selected != VIRTUAL_PORT:
         items.append((f"{selected} (not connected)", selected))
     current = [(combo.itemText(i), combo.itemData(i)) for i in range(combo.count())]
     if current == items and combo.currentData() == (selected or ""):

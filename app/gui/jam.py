@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -58,6 +59,8 @@ class JamController(QObject):
         self.bg, self.models, self.sinks, self.router = background, models, sinks, router
         self.metronome, self.demo, self.sessions_dir = metronome, demo, sessions_dir
         self.state = IDLE
+        # (an external clock to follow, made for these settings, or None; ports Comper's own clock goes to)
+        self.clocks: Callable[[JamSettings], tuple[object | None, list]] | None = None
         self.session: JamSession | None = None
         self.running: RunningJam | None = None
         self.config: JamConfig | None = None
@@ -90,13 +93,16 @@ class JamController(QObject):
             s = replace(s, plan=replace(plan, listen_beats=0))
             note = "demo: no intro teacher is shipped, so the chords start at once"
         header = {"programs": config.programs, "input": "demo" if config.demo else "live", "app": "desktop"}
+        follower, clock_out = self.clocks(s) if self.clocks is not None else (None, [])
+        if follower is not None:
+            note = (note + "; " if note else "") + "waiting for the external clock's Start"
         running = open_jam(JamRequest(policy, s, self.sessions_dir(), self.sinks, teacher, header=header,
-                                      on_fault=lambda _: self._faulted.emit()))
-        self.router.session = running.session
+                                      on_fault=lambda _: self._faulted.emit(), clock=follower, clock_out=clock_out))
+        self.router.session = session = running.session
         _, bar = beat_frames(s.meter)
-        self.metronome.start(running.clock, s.meter, round(s.count_in_beats * 4))
+        self.metronome.start(lambda: session.clock, s.meter, round(s.count_in_beats * 4))
         if config.demo:
-            self.demo.start(running.clock, bar)
+            self.demo.start(lambda: session.clock, bar)
         info = {"model": policy.bundle.name, "teacher": teacher.bundle.name if teacher else None,
                 "journal": str(running.recorder.path), "note": note}
         return running, info
@@ -184,6 +190,13 @@ class JamController(QObject):
                 self.model_switched.emit(*result)
 
         self.bg.submit("models", job, done, lambda e: self.failed.emit(f"model not switched: {e}"))
+
+    def set_tempo(self, bpm: float) -> None:
+        """A running jam on its own clock goes to ``bpm`` at the next beat (the clock sent out follows)."""
+        session = self.session
+        if self.state == RUNNING and session is not None and session.clock is not None:
+            if abs(session.clock.bpm_at(time.monotonic()) - bpm) > 1e-9:
+                session.set_tempo(bpm)
 
     def panic(self) -> None:
         """Silence everything now: the sounding chord, every sink (MIDI out: note-offs + all-notes-off)."""

@@ -72,6 +72,7 @@ class MainWindow(QMainWindow):
         self.demo = DemoPlayer(self.router.put)
         self.jam = JamController(self.bg, self.models, [self.mix, self.port_sink], self.router, self.metronome,
                                  self.demo, sessions_dir, self)
+        self.jam.clocks = self.devices.clocks_for  # an external clock to follow, or ports for Comper's own
         self.replayer = ReplayPlayer([self.mix, self.port_sink])
         self.keys = ComputerKeyboard(s.octave, s.velocity)
 
@@ -135,6 +136,8 @@ class MainWindow(QMainWindow):
         dp = self.devices_panel
         dp.input_selected.connect(self._input_selected)
         dp.output_selected.connect(self._output_selected)
+        dp.clock_source_selected.connect(self._clock_source_selected)
+        dp.clock_out_selected.connect(self._clock_out_selected)
         dp.synth_toggled.connect(self._synth_toggled)
         dp.soundfont_chosen.connect(self._soundfont_chosen)
         dp.program_changed.connect(self._program_changed)
@@ -165,6 +168,10 @@ class MainWindow(QMainWindow):
             self.devices.set_input(s.midi_in)
         if s.midi_out:
             self.devices.set_output(s.midi_out)
+        if s.clock_source:
+            self.devices.set_clock_source(s.clock_source)
+        if s.clock_out:
+            self.devices.set_clock_out(s.clock_out)
         remembered = s.model
         self.bg.submit("models", lambda: self._list_models(remembered), self._models_listed,
                        lambda e: self.say(f"no models: {e}"))
@@ -305,6 +312,10 @@ class MainWindow(QMainWindow):
         if state == STARTING:
             self.stall.reset()  # the health line's figure is per jam, its start and save included
         self.transport.set_running(state)
+        if state == RUNNING and not self.s.clock_source:  # Comper's own clock: a new tempo takes over at the next beat
+            for w in (self.transport.tempo, self.transport.tap):
+                w.setEnabled(True)
+                w.setToolTip(w.property("help") or "")
         active = state != IDLE
         self.frame_timer.setInterval(1000 // (style.JAM_FPS if active else style.IDLE_FPS))
         self.sessions_panel.play_button.setEnabled(not active)
@@ -353,6 +364,17 @@ class MainWindow(QMainWindow):
         save_settings(self.s, self.store, sync=False)
         self.devices.set_output(name)
 
+    def _clock_source_selected(self, name: str) -> None:
+        """From the next jam on (a running jam keeps the clock it started with)."""
+        self.s.clock_source = name
+        save_settings(self.s, self.store, sync=False)
+        self.devices.set_clock_source(name)
+
+    def _clock_out_selected(self, name: str) -> None:
+        self.s.clock_out = name
+        save_settings(self.s, self.store, sync=False)
+        self.devices.set_clock_out(name)
+
     def _synth_toggled(self, on: bool) -> None:
         self.s.synth_on = on
         self.synth.set_enabled(on)
@@ -382,6 +404,7 @@ class MainWindow(QMainWindow):
     def _transport_changed(self) -> None:
         self.transport.apply_to(self.s)
         save_settings(self.s, self.store, sync=False)
+        self.jam.set_tempo(self.s.jam.bpm)  # a running jam on its own clock: from the next beat
 
     # --- timers ------------------------------------------------------------------------------------------------
 
@@ -422,6 +445,9 @@ class MainWindow(QMainWindow):
         if out is not None and out.stats.notes_on != self._out_count:
             self._out_count, self._out_flash = out.stats.notes_on, now
         dp.output_light.set_state(light_state(out.state if out else None, self._out_flash, now))
+        clock_in, clock_out = self.devices.clock_in, self.devices.clock_out
+        dp.clock_light.set_state(light_state(clock_in.state if clock_in else None, 0.0, now))
+        dp.clock_out_light.set_state(light_state(clock_out.state if clock_out else None, 0.0, now))
         keys = max(self.router.last_activity["keys"], self.router.last_activity["demo"])
         dp.keys_light.set_state(light_state(None, keys, now))
 

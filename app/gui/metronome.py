@@ -1,7 +1,8 @@
 """The metronome: a click on the synth's drum channel on every beat of the count-in, or of the whole jam.
 
-It runs on its own thread against the jam's clock (the same frame grid the chords use), so clicks land on the
-beat whatever the GUI does; the mode can change mid-jam (read at every click).
+It runs on its own thread against the jam's clock (the same frame grid the chords use, read again before every
+click: a tempo change or an external clock moves it), so clicks land on the beat whatever the GUI does; the mode
+can change mid-jam (read at every click).
 """
 
 from __future__ import annotations
@@ -9,8 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from ..engine.clock import FrameClock
-from ..engine.live import wait_until
+from ..engine.clock import FrameClock, wait_for
 from .audio import SynthHost
 from .loop_thread import LoopThread
 
@@ -28,14 +28,16 @@ class Metronome(LoopThread):
         self.host, self.mode = host, mode
         self.clicks = 0
 
-    def start(self, clock: FrameClock, meter: tuple[int, int], count_in_frames: int) -> None:
+    def start(self, clock: Callable[[], FrameClock], meter: tuple[int, int], count_in_frames: int) -> None:
+        """Click on ``clock()`` (the jam's clock now: a tempo change replaces it)."""
         self.launch("comper-metronome", self._run, clock, meter, count_in_frames)
 
-    def _run(self, clock: FrameClock, meter: tuple[int, int], count_in_frames: int, stop: threading.Event) -> None:
+    def _run(self, clock: Callable[[], FrameClock], meter: tuple[int, int], count_in_frames: int,
+             stop: threading.Event) -> None:
         unit, bar = beat_frames(meter)
         frame, sounding = -(count_in_frames // unit) * unit, None
         try:
-            while wait_until(clock.time_of(frame), stop):
+            while wait_for(lambda f=frame: clock().time_of(f), stop):
                 if sounding is not None:
                     self.host.click_off(sounding)
                     sounding = None

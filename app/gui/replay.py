@@ -18,7 +18,7 @@ from ..engine.live import wait_until
 from .loop_thread import LoopThread
 from .view_model import COMMITTED, PLAYED, ChordBlock, NoteBlock, ViewState
 
-CHANNEL_PART = {0: "melody", 1: "chords", 2: "bass"}
+CHANNEL_PART = {0: "melody", 1: "chords", 2: "bass", 9: "drums"}
 CONTROL_TYPES = ("control_change", "pitchwheel", "aftertouch", "polytouch")  # replayed as played (the sustain pedal)
 TAIL_S = 1.0  # let the last chord ring before the replay ends
 
@@ -41,7 +41,7 @@ def load_replay(midi_path: str | Path, model: str = "") -> Replay:
     mid = mido.MidiFile(str(path))
     tpb = mid.ticks_per_beat
     tempo, meter, markers = 500000, (4, 4), {}
-    notes: dict[str, list[tuple[int, int, int, int]]] = {"melody": [], "chords": [], "bass": []}
+    notes: dict[str, list[tuple[int, int, int, int]]] = {"melody": [], "chords": [], "bass": [], "drums": []}
     controls: list[tuple[int, str, int, tuple[int, ...]]] = []  # the player's pedals and bends: (tick, part, ...)
     for track in mid.tracks:
         tick, open_notes = 0, {}
@@ -69,8 +69,8 @@ def load_replay(midi_path: str | Path, model: str = "") -> Replay:
     for part in ("bass", "chords"):
         for on, off, pitch, _ in notes[part]:
             onsets.setdefault(on, []).append((on, off, pitch, part))
-    blocks = []
-    for on in sorted(onsets):
+    blocks = _marked_blocks(markers, notes, frame) if markers else []  # a style's notes: a block per chord
+    for on in sorted(onsets) if not markers else ():
         group = onsets[on]
         bass = next((p for _, _, p, part in group if part == "bass"), None)
         upper = tuple(sorted(p for _, _, p, part in group if part == "chords"))
@@ -85,6 +85,26 @@ def load_replay(midi_path: str | Path, model: str = "") -> Replay:
                     + [(tick * sec, "control", part, status, data) for tick, part, status, data in controls],
                     key=lambda e: (e[0], e[1] == "on"))
     return Replay(path.stem, bpm, meter, blocks, melody, events, events[-1][0] if events else 0.0, model)
+
+
+def _marked_blocks(markers: dict[int, str], notes: dict[str, list[tuple[int, int, int, int]]], frame) -> list:
+    """One block per chord marker (a chord as the waterfall shows chords): the pitches the chords and bass struck
+    from it to the next marker. A comping style (an arpeggio, a walking bass) strikes many notes per chord; grouped
+    by onset they would draw as a shower of single notes."""
+    ticks = sorted(markers)
+    blocks = []
+    for i, start in enumerate(ticks):
+        stop = ticks[i + 1] if i + 1 < len(ticks) else None
+        inside = {part: [n for n in notes[part] if n[0] >= start and (stop is None or n[0] < stop)]
+                  for part in ("chords", "bass")}
+        if not inside["chords"] and not inside["bass"]:
+            continue
+        end = max(off for part in inside.values() for _, off, _, _ in part)
+        bass = min(inside["bass"])[2] if inside["bass"] else None
+        upper = tuple(sorted({p for _, _, p, _ in inside["chords"]}))
+        blocks.append(ChordBlock(round(frame(start)), max(round(frame(end)), round(frame(start)) + 1), -1,
+                                 markers[start], bass, upper, COMMITTED, True))
+    return blocks
 
 
 class ReplayPlayer(LoopThread):

@@ -162,10 +162,14 @@ class SessionsPanel(QWidget):
         self.wav_button = QPushButton("Render WAV…")
         self.sheet_button = QPushButton("Export lead sheet…")
         self.chart_button = QPushButton("Chord chart…")
+        self.second_button = QPushButton("Teacher's second opinion")
+        self.second_button.setToolTip("The offline teacher, which hears the whole melody, comps this take again; "
+                                      "saved beside it as NAME.teacher, with both harmonies")
         lay = QVBoxLayout(self)
         lay.addWidget(self.list, 1)
         for pair in ((self.play_button, self.stop_button), (self.rename_button, self.delete_button),
-                     (self.midi_button, self.wav_button), (self.sheet_button, self.chart_button)):
+                     (self.midi_button, self.wav_button), (self.sheet_button, self.chart_button),
+                     (self.second_button,)):
             row = QHBoxLayout()
             for b in pair:
                 b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -179,6 +183,7 @@ class SessionsPanel(QWidget):
         self.wav_button.clicked.connect(lambda: self._with_selected(self._ask_render))
         self.sheet_button.clicked.connect(lambda: self._with_selected(lambda i: self._ask_sheet(i, "musicxml")))
         self.chart_button.clicked.connect(lambda: self._with_selected(lambda i: self._ask_sheet(i, "chart")))
+        self.second_button.clicked.connect(lambda: self._with_selected(self.second_opinion))
         self.list.itemDoubleClicked.connect(
             lambda item: self.replay_requested.emit(item.data(Qt.ItemDataRole.UserRole)))
 
@@ -246,6 +251,27 @@ class SessionsPanel(QWidget):
         self.bg.submit("io", lambda: export(info.midi, musicxml, chart),
                        lambda done: self.message.emit("saved " + ", ".join(map(str, done.written))),
                        lambda e: self.message.emit(f"not exported: {e}"))
+
+    def second_opinion(self, info: SessionInfo, seed: int = 0) -> None:
+        """The teacher's version of the take, as ``comper reharmonize`` writes it; selected in the list when done,
+        so Replay plays it (the take itself stays as it was)."""
+        from ..engine.bundle import shipped_teacher
+        from ..engine.teacher import OnnxTeacher
+        from ..leadsheet.reharmonize import second_opinion
+
+        def run():
+            bundle = shipped_teacher()
+            if bundle is None:
+                raise ValueError("no offline-teacher bundle in the models folder")
+            return second_opinion(info.midi, OnnxTeacher(bundle), seed=seed)
+
+        def done(result) -> None:
+            self.message.emit(f"saved {result.out.name}: the teacher's chords {result.teacher.describe()}; "
+                              f"the take's {result.live.describe()}")
+            self.refresh(select=result.out)
+
+        self.message.emit(f"the teacher is comping {info.name}…")
+        self.bg.submit("io", run, done, lambda e: self.message.emit(f"no second opinion: {e}"))
 
     def _ask_sheet(self, info: SessionInfo, what: str) -> None:
         title, name, kinds = (("Export lead sheet", f"{info.name}.musicxml", "MusicXML (*.musicxml *.xml)")

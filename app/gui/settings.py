@@ -22,6 +22,7 @@ METRONOME_MODES = ("off", "count-in", "always")
 METERS = ("2/4", "3/4", "4/4", "5/4", "6/8", "12/8")
 PARTS = ("melody", "chords", "bass")
 SETTINGS_ENV = "COMPER_SETTINGS"  # an .ini file to use instead of the platform's settings store
+BAND_GUI = tuple(k for k in options.BAND_KNOBS if k.gui)  # the band's pickers, saved under their names too
 
 
 @dataclass
@@ -35,8 +36,10 @@ class AppSettings:
     steer_key: str = "auto"  # auto: follow the melody; off; or a key name
     model: str = ""  # the model card's path ("" = the default model)
     # devices
-    midi_in: str = ""  # port name ("" = none: the computer keyboard only)
+    midi_in: str = ""  # port name ("" = none: the computer keyboard only; devices.VIRTUAL_PORT: our own port)
     midi_out: str = ""
+    clock_source: str = ""  # the port whose MIDI clock the jam follows ("" = Comper's own clock)
+    clock_out: str = ""  # the port Comper's own clock is sent to ("" = none)
     synth_on: bool = True
     soundfont: str = ""  # "" = the system's General MIDI soundfont
     program_melody: int = 0  # GM programs (0-based): piano
@@ -62,6 +65,8 @@ class AppSettings:
         """The same settings with every value forced into its valid range (defaults where it makes no sense);
         ``notes`` gets a line for each value changed."""
         jam, said = options.clamped(self.jam)
+        jam, band_said = options.clamped(jam, BAND_GUI)  # a style another build knew: the default, with a note
+        said += band_said
         own, own_said = clamp_all(APP_KNOBS, {k.name: getattr(self, k.name) for k in APP_KNOBS})
         if notes is not None:
             notes += said + own_said
@@ -88,7 +93,7 @@ def _meter_name(meter: tuple[int, int]) -> str:
 
 def stored(s: AppSettings) -> dict[str, object]:
     """What is saved, by key: the jam's ``GUI_KNOBS`` and its meter ("3/4"), then every other field."""
-    out: dict[str, object] = dict(options.values(s.jam))
+    out: dict[str, object] = dict(options.values(s.jam)) | options.values(s.jam, BAND_GUI)
     out["meter"] = _meter_name(s.jam.meter)
     out |= {f.name: getattr(s, f.name) for f in fields(AppSettings) if f.name != "jam"}
     return out
@@ -97,7 +102,7 @@ def stored(s: AppSettings) -> dict[str, object]:
 def _from_stored(values: dict[str, object]) -> AppSettings:
     num, den = str(values.pop("meter")).split("/")
     jam = options.with_values(replace(JamSettings(), meter=(int(num), int(den))),
-                              {k.name: values.pop(k.name) for k in options.GUI_KNOBS})
+                              {k.name: values.pop(k.name) for k in options.GUI_KNOBS + BAND_GUI})
     return AppSettings(jam=jam, **values)
 
 
@@ -118,7 +123,7 @@ def _convert(raw, kind: type):
 def load_settings(store: QSettings, notes: list[str] | None = None) -> AppSettings:
     """Read every saved value; a missing or unreadable one keeps its default, one out of range is clamped
     (``notes`` gets a line for each value not taken as it was)."""
-    kinds = {k.name: k.kind for k in options.GUI_KNOBS}
+    kinds = {k.name: k.kind for k in options.GUI_KNOBS + BAND_GUI}
     values = stored(AppSettings())
     said: list[str] = []
     for key, default in values.items():

@@ -1,6 +1,7 @@
 """Transport: start/stop, tempo (with tap tempo), meter, count-in, metronome, the feel of the accompaniment
 (listen-first beats, lookahead, commit, temperature: every ``gui`` knob of ``engine/options.py``, laid out from
-that table with its range, step and unit) and the model picker.
+that table with its range, step and unit), how the band plays (the style, bass and drum pickers: the ``gui``
+choices of ``options.BAND_KNOBS``) and the model picker.
 
 Tempo, meter and the planning settings shape a whole jam, so they are locked while one runs (they apply to the
 next); the metronome mode and the model can change mid-jam (a new model takes over at the next bar line).
@@ -25,8 +26,11 @@ from PySide6.QtWidgets import (
 )
 
 from ..engine import options, steering
+from ..engine.bass import BASS_LINES
+from ..engine.drums import DRUM_PATTERNS
 from ..engine.key import ALL_KEYS
 from ..engine.knobs import Knob
+from ..engine.styles import STYLES
 from .elide import ElidedLabel, elide_combo, full_text_tip
 from .models import ModelEntry
 from .settings import METERS, METRONOME_MODES, AppSettings
@@ -35,6 +39,8 @@ OPEN_FILE = "__open__"
 TAP_RESET_S = 2.0  # a pause this long starts a new tap-tempo measurement
 TAP_WINDOW = 4  # the tempo is the mean of the last intervals
 MODEL_CHARS = 24  # the model box's width, in characters (the window fits a 1280x720 screen)
+BAND_CHARS = 9  # the band pickers' width, in characters
+BAND_SHORT = {"style": "Band"}  # their labels in the window, where "Style" is the steering's
 
 
 class TapTempo:
@@ -60,6 +66,21 @@ def _knob_label(name: str) -> str:
 
 def _knob_help(name: str) -> str:
     return next(k.help for k in steering.KNOBS if k.name == name)
+
+
+BAND_LABELS = {"style": {k: v.label for k, v in STYLES.items()},
+               "bass": {k: v.label for k, v in BASS_LINES.items()},
+               "drums": {"off": "off", "auto": "to suit the style"} | {k: v.label for k, v in DRUM_PATTERNS.items()}}
+
+
+def choice_box(knob: Knob) -> QComboBox:
+    """The picker of a choices knob (the band's style, bass line, drums): a musician's words, the knob's values."""
+    box = QComboBox()
+    for value in knob.choices:
+        box.addItem(BAND_LABELS.get(knob.name, {}).get(value, value), value)
+    box.setProperty("help", knob.help)
+    box.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+    return elide_combo(box, BAND_CHARS)  # the window fits 1280 px: the whole name is in the tooltip
 
 
 def knob_box(knob: Knob) -> QSpinBox | QDoubleSpinBox:
@@ -123,6 +144,8 @@ class TransportPanel(QWidget):
         for combo in (self.meter, self.metronome, self.model, self.style, self.rhythm, self.key):
             combo.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.model_note = ElidedLabel()
+        # the band: how the chords are played (a style picker), the bass line and the drums
+        self.band = {k.name: choice_box(k) for k in options.BAND_KNOBS if k.gui and k.choices}
 
         grid = QGridLayout(self)
         grid.setContentsMargins(8, 6, 8, 6)
@@ -133,6 +156,13 @@ class TransportPanel(QWidget):
                                             if k.name not in ("bpm", "count_in_bars")]
         row2 = [(None, QWidget()), ("Style", self.style), (_knob_label("rhythm"), self.rhythm),
                 (_knob_label("key"), self.key)]
+        band = QWidget()  # the band's three pickers share the last cells of the steering row (the window fits 720 px)
+        lay = QHBoxLayout(band)
+        lay.setContentsMargins(0, 0, 0, 0)
+        for name, box in self.band.items():
+            lay.addWidget(QLabel(BAND_SHORT.get(name, options.knob(name).label)))
+            lay.addWidget(box, 1)
+        grid.addWidget(band, 2, 4, 1, 2)
         for r, row in enumerate((row0, row1, row2)):
             for c, (label, widget) in enumerate(row):
                 if label:
@@ -158,7 +188,7 @@ class TransportPanel(QWidget):
                 box.valueChanged.connect(lambda _=None, a=a, b=b: a.setValue(min(a.value(), b.value())))
         self.meter.currentIndexChanged.connect(self.changed)
         self.metronome.currentIndexChanged.connect(self.changed)
-        for combo in (self.style, self.rhythm, self.key):
+        for combo in (self.style, self.rhythm, self.key, *self.band.values()):
             combo.currentIndexChanged.connect(self.changed)
         self.style.currentIndexChanged.connect(self._style_changed)
         self.model.activated.connect(self._model_activated)
@@ -168,7 +198,9 @@ class TransportPanel(QWidget):
             self.controls[name].setValue(value)
         self.meter.setCurrentText(f"{s.jam.meter[0]}/{s.jam.meter[1]}")
         self.metronome.setCurrentText(s.metronome)
-        for combo, value in ((self.style, s.steer_style), (self.rhythm, s.steer_rhythm), (self.key, s.steer_key)):
+        band = [(box, getattr(s.jam, name)) for name, box in self.band.items()]
+        for combo, value in ((self.style, s.steer_style), (self.rhythm, s.steer_rhythm), (self.key, s.steer_key),
+                             *band):
             i = combo.findData(value)
             combo.setCurrentIndex(max(0, i))
         self._style_changed()
@@ -182,7 +214,8 @@ class TransportPanel(QWidget):
     def apply_to(self, s: AppSettings) -> None:
         num, den = self.meter.currentText().split("/")
         s.jam = options.with_values(replace(s.jam, meter=(int(num), int(den))),
-                                    {name: box.value() for name, box in self.controls.items()})
+                                    {name: box.value() for name, box in self.controls.items()}
+                                    | {name: box.currentData() for name, box in self.band.items()})
         s.metronome = self.metronome.currentText()
         s.steer_style, s.steer_rhythm = self.style.currentData(), self.rhythm.currentData()
         s.steer_key = self.key.currentData()
@@ -193,7 +226,8 @@ class TransportPanel(QWidget):
         self.start_button.setText({"idle": "Start", "running": "Stop", "starting": "Starting…",
                                    "stopping": "Saving…"}[state])
         self.start_button.setEnabled(state in ("idle", "running"))
-        for w in (*self.controls.values(), self.tap, self.meter, self.style, self.rhythm, self.key):
+        for w in (*self.controls.values(), self.tap, self.meter, self.style, self.rhythm, self.key,
+                  *self.band.values()):
             w.setEnabled(idle)
             help_text = w.property("help") or ""
             w.setToolTip(help_text if idle else f"{help_text} (applies to the next jam)".strip())

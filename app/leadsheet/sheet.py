@@ -3,8 +3,9 @@ changes and the melody, on a 16th-note grid. Both exports (``musicxml``, ``chart
 
 What is read (``app/recording/save.py`` writes it): a type-1 MIDI file whose conductor track holds the tempo, the
 time signature and one ``marker`` per chord onset (the chord symbol), with tracks ``Melody``, ``Chords`` and
-``Bass``; and its sidecar ``NAME.mid.session.json`` (the model, the seed, the steering key). A file without the
-``Melody`` and ``Chords`` tracks is not a session and is refused in one line, as is a file that cannot be read.
+``Bass`` (a teacher's second opinion has ``Chords (teacher)`` instead of ``Chords``); and its sidecar
+``NAME.mid.session.json`` (the model, the seed, the steering key). A file without the ``Melody`` and ``Chords``
+tracks is not a session and is refused in one line, as is a file that cannot be read.
 
 Chords: a marker whose symbol is the chord already sounding (a re-struck chord) is no change; where neither the
 ``Chords`` nor the ``Bass`` track sounds, there is no chord (``None``, written N.C.). The melody is one line, as a
@@ -29,6 +30,7 @@ from ..errors import ComperError
 from ..recording.output import existing_sidecar
 
 GRID_PER_BEAT = 4  # 16ths: where onsets and ends are placed
+TEACHER_CHORDS = "Chords (teacher)"  # the chords track of a second opinion (``reharmonize.py``)
 
 
 class LeadSheetError(ComperError):
@@ -161,6 +163,8 @@ def read_leadsheet(path: str | Path, limits: InputLimits | None = None) -> LeadS
     limits = limits or InputLimits()
     mid, warnings = load_midi(path, limits, error=LeadSheetError)
     tracks = {t.name: t for t in mid.tracks}
+    if "Chords" not in tracks and TEACHER_CHORDS in tracks:  # the teacher's second opinion on a take
+        tracks["Chords"] = tracks[TEACHER_CHORDS]
     if mid.type != 1 or "Melody" not in tracks or "Chords" not in tracks:
         raise LeadSheetError(f"{path}: not a Comper session (no 'Melody' and 'Chords' tracks): export a saved "
                              f"session or a `comper rejam` output")

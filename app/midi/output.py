@@ -107,6 +107,21 @@ class MidiOutput(ReconnectingPort):
                 self._controlled.add(channel)
                 self.stats.controls += 1
 
+    def realtime(self, status: int) -> bool:
+        """Send a one-byte system real-time message now (0xF8 clock, 0xFA Start, 0xFB Continue, 0xFC Stop);
+        False while the port is gone (a clock is not owed: the next tick goes out when it returns)."""
+        if not 0xF8 <= status <= 0xFF:
+            raise ValueError(f"not a system real-time message: {status:#x}")
+        with self._lock:
+            return self._send((status,))
+
+    def song_position(self, sixteenths: int) -> bool:
+        """Send a Song Position Pointer (where the song is, in 16ths: 0..16383) now; False while the port is gone."""
+        if not 0 <= sixteenths < 1 << 14:
+            raise ValueError(f"song position out of range: {sixteenths}")
+        with self._lock:
+            return self._send((0xF2, sixteenths & 0x7F, sixteenths >> 7))
+
     def panic(self) -> None:
         """Note-off for every sounding note, then all-notes-off and all-sound-off on every channel we used (and a
         sustain-pedal-up and reset-all-controllers where we sent controllers)."""

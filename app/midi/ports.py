@@ -232,13 +232,14 @@ class OutputPort(_Port):
 
 
 def open_input(name: str, api: str | None, callback: InputCallback, virtual: bool = False, *,
-               client_name: str = "Comper", poll_interval: float = 0.001) -> InputPort:
+               client_name: str = "Comper", poll_interval: float = 0.001, timing: bool = False) -> InputPort:
     """Open the input port called `name` (or create a virtual one other programs can send to).
 
     `callback(data, t)` runs on the port's reader thread with the raw bytes of one message and its arrival time
-    on the `time.monotonic()` clock. SysEx, MIDI clock and active sensing are dropped by rtmidi itself.
+    on the `time.monotonic()` clock. SysEx, MIDI clock and active sensing are dropped by rtmidi itself, unless
+    `timing` (a clock input: then clock, Start / Stop / Continue and Song Position Pointer come through).
     """
-    rt, actual, chosen = _open("input", name, api, virtual, client_name)
+    rt, actual, chosen = _open("input", name, api, virtual, client_name, timing)
     return InputPort(rt, actual, chosen, virtual, callback, poll_interval)
 
 
@@ -248,7 +249,7 @@ def open_output(name: str, api: str | None, virtual: bool = False, *, client_nam
     return OutputPort(rt, actual, chosen, virtual)
 
 
-def _open(kind: str, name: str, api: str | None, virtual: bool, client_name: str):
+def _open(kind: str, name: str, api: str | None, virtual: bool, client_name: str, timing: bool = False):
     apis = [canonical_api(api)] if api is not None else available_apis()
     errors: list[str] = []
     seen: list[tuple[str, list[str]]] = []
@@ -257,7 +258,7 @@ def _open(kind: str, name: str, api: str | None, virtual: bool, client_name: str
             errors.append(f"{a} cannot create virtual ports")
             continue
         try:
-            rt = _new_client(kind, a, client_name)
+            rt = _new_client(kind, a, client_name, timing)
         except PortError as exc:
             errors.append(str(exc))
             continue
@@ -313,7 +314,7 @@ def _quiet_stderr():
             os.close(devnull)
 
 
-def _new_client(kind: str, api: str, client_name: str):
+def _new_client(kind: str, api: str, client_name: str, timing: bool = False):
     reason = _unavailable(api)
     if reason:
         raise PortError(reason)
@@ -324,7 +325,7 @@ def _new_client(kind: str, api: str, client_name: str):
             else:
                 rt = rtmidi.MidiOut(_API_IDS[api], client_name)
         if kind == "input":
-            rt.ignore_types(sysex=True, timing=True, active_sense=True)
+            rt.ignore_types(sysex=True, timing=not timing, active_sense=True)
         return rt
     except Exception as exc:  # noqa: BLE001
         raise PortError(_explain(api, exc)) from exc

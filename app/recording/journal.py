@@ -12,6 +12,9 @@ frame after the count-in, negative during it).
     {"e":"chord","f":16,"t":4.0,"s":"C","p":[52,55,60],"b":36,"on":true,"tok":17}
         the chord sounding from frame f: symbol s (null = no chord), upper voicing p, bass b (null = none),
         on = onset (true) or hold (false), tok = the chord token the model emitted for that frame
+        x = true: the chord's notes are the "pn"/"pf" lines below (a comping style), this line gives symbol and token
+    {"e":"pn","f":16,"t":4.003,"c":"bass","p":36,"v":84}  a band note-on: part c (chords, bass, drums), pitch, velocity
+    {"e":"pf","f":20,"t":5.0,"c":"bass","p":36}       its note-off
     {"e":"cc","f":12,"t":3.05,"c":64,"v":127}         melody controller c (64 sustain, 67 soft pedal, 1 mod wheel)
     {"e":"bend","f":12,"t":3.1,"v":8192}              melody pitch bend, 14 bits (8192 = centre)
     {"e":"pressure","f":12,"t":3.1,"v":40}            melody channel pressure (aftertouch)
@@ -225,6 +228,7 @@ def _is_frame(x: Any) -> bool:
     return _is_int(x) and -MAX_FRAME < x < MAX_FRAME
 
 
+BAND_PARTS = ("chords", "bass", "drums")  # the parts of "pn" / "pf" lines
 Check = tuple[bool, Callable[[Any], bool], str]  # (required, test, what a good value is)
 _FRAME: Check = (True, _is_frame, "a frame number")
 _TIME: Check = (True, _is_number, "a finite time in seconds")
@@ -238,7 +242,11 @@ EVENT_FIELDS: dict[str, dict[str, Check]] = {
               "b": (False, lambda x: x is None or _is_pitch(x), "a MIDI note 0..127 or null"),
               "s": (False, lambda x: x is None or isinstance(x, str), "a chord symbol or null"),
               "on": (False, lambda x: isinstance(x, bool), "true or false"),
-              "tok": (False, _is_int, "a token id")},
+              "tok": (False, _is_int, "a token id"),
+              "x": (False, lambda x: isinstance(x, bool), "true or false")},
+    "pn": {"f": _FRAME, "t": _TIME, "c": (True, lambda x: x in BAND_PARTS, "chords, bass or drums"), "p": _PITCH,
+           "v": (True, lambda x: _is_pitch(x) and x > 0, "a velocity 1..127")},
+    "pf": {"f": _FRAME, "t": _TIME, "c": (True, lambda x: x in BAND_PARTS, "chords, bass or drums"), "p": _PITCH},
     "tok": {"f": _FRAME, "tok": (True, _is_int, "a token id")},
     "cc": {"f": _FRAME, "t": _TIME, "c": (True, _is_pitch, "a controller 0..127"), "v": _VALUE},
     "bend": {"f": _FRAME, "t": _TIME, "v": (True, lambda x: _is_int(x) and 0 <= x <= 16383, "a pitch bend 0..16383")},

@@ -107,13 +107,24 @@ class Recorder:
             self.journal.append({"e": event.pop("e"), "f": int(frame), "t": _t(time), **event})
 
     def chord(self, frame: int, time: float, symbol: str | None, pitches: list[int], bass: int | None,
-              onset: bool, token: int) -> None:
+              onset: bool, token: int, apart: bool = False) -> None:
         """The chord sounding from ``frame``: ``pitches`` = the voicing (the bass may be included or not; it
         is written once, on the Bass track), ``bass`` = the bass note or None, ``onset`` False for a hold frame.
-        An empty ``pitches`` with no bass is silence."""
-        self.journal.append({"e": "chord", "f": int(frame), "t": _t(time), "s": symbol or None,
-                             "p": [int(p) for p in pitches], "b": None if bass is None else int(bass),
-                             "on": bool(onset), "tok": int(token)})
+        An empty ``pitches`` with no bass is silence. ``apart``: the notes that sounded are journaled one by one
+        (``note`` / ``note_off``: a comping style, a bass line, drums), so saving takes only the chord symbol and
+        token from this line."""
+        event = {"e": "chord", "f": int(frame), "t": _t(time), "s": symbol or None, "p": [int(p) for p in pitches],
+                 "b": None if bass is None else int(bass), "on": bool(onset), "tok": int(token)}
+        if apart:
+            event["x"] = True
+        self.journal.append(event)
+
+    def note(self, frame: int, time: float, part: str, pitch: int, vel: int) -> None:
+        """A note-on of the band (``part``: "chords", "bass" or "drums") at its own time within ``frame``."""
+        self.journal.append({"e": "pn", "f": int(frame), "t": _t(time), "c": part, "p": int(pitch), "v": int(vel)})
+
+    def note_off(self, frame: int, time: float, part: str, pitch: int) -> None:
+        self.journal.append({"e": "pf", "f": int(frame), "t": _t(time), "c": part, "p": int(pitch)})
 
     def melody_token(self, frame: int, token: int) -> None:
         """The melody token the model was fed for ``frame`` (completes the token stream in the sidecar)."""

@@ -2,8 +2,11 @@
 
 MIDI layout (480 ticks per quarter note, one tempo for the session):
   track 0 ``Conductor``: tempo, time signature, one ``marker`` meta event per chord onset (the chord symbol);
-  ``Melody`` (channel 1), ``Chords`` (channel 2), ``Bass`` (channel 3): program change at 0, then the notes.
-Every note-on has its note-off: a chord's notes end where the next chord (or silence) starts, a melody note
+  ``Melody`` (channel 1), ``Chords`` (channel 2), ``Bass`` (channel 3), ``Drums`` (channel 10, General MIDI's
+  percussion; empty when the jam had no drums): program change at 0, then the notes.
+A chord line's notes end where the next chord (or silence) starts; a comping style's notes (``pn`` / ``pf`` lines,
+the chord line marked ``x``) are placed as they sounded, each at its own time and velocity. Every note-on has its
+note-off: a melody note
 struck again without an off is ended first, and whatever still sounds at the end is closed at the last event.
 The player's controllers (sustain and the other pedals, mod wheel, pitch bend, pressure) are on the Melody track at
 their times; a pedal still down or a bend off centre at the end is let go at the end.
@@ -33,9 +36,11 @@ from .journal import Journal, read_journal
 from .output import MIDI, check_target, sidecar_path, write_together
 
 TICKS_PER_BEAT = 480
-TRACKS = (("Melody", MELODY), ("Chords", CHORDS), ("Bass", BASS))
+DRUMS = 9  # General MIDI's percussion channel (10)
+TRACKS = (("Melody", MELODY), ("Chords", CHORDS), ("Bass", BASS), ("Drums", DRUMS))
+PART_TRACKS = {"chords": "Chords", "bass": "Bass", "drums": "Drums"}  # the band's parts in "pn" / "pf" lines
 CONTROLS = ("cc", "bend", "pressure", "keypressure")  # the player's pedals, bends and pressure, on the Melody track
-TIMED = ("on", "off", "chord", *CONTROLS)  # the events that sound; other kinds (and later versions' kinds) are not placed
+TIMED = ("on", "off", "chord", "pn", "pf", *CONTROLS)  # the events that sound; other kinds (and later versions' kinds) are not placed
 PEDALS = (64, 66, 67)  # sustain, sostenuto, soft: one left down at the end is lifted there
 BEND_CENTRE = 8192
 TIME_RESOLUTION = 1e-6  # seconds: the journal rounds its times to this (``recorder._t``)
@@ -108,6 +113,7 @@ def _collect(journal: Journal, tl: _Timeline) -> tuple[dict[str, list[Note]], li
     notes: dict[str, list[Note]] = {name: [] for name, _ in TRACKS}
     markers: list[tuple[int, str]] = []
     melody_open: dict[int, tuple[int, int]] = {}
+    band_open: dict[tuple[str, int], tuple[int, int]] = {}  # (track, pitch) -> (on tick, velocity)
     chord_open: list[tuple[str, int, int, int]] = []  # (track, pitch, on_tick, velocity)
     chord_key: tuple[int | None, tuple[int, ...]] | None = None
     chord_symbol: str | None = None
@@ -124,11 +130,21 @@ def _collect(journal: Journal, tl: _Timeline) -> tuple[dict[str, list[Note]], li
         on, vel = melody_open.pop(pitch)
         notes["Melody"].append((on, max(tick, on + 1), pitch, vel))
 
+    def end_band(key: tuple[str, int], tick: int) -> None:
+        on, vel = band_open.pop(key)
+        notes[key[0]].append((on, max(tick, on + 1), key[1], vel))
+
     for ev in events:
         tick = tl.tick(ev["t"])
         end = max(end, tick)
         kind = ev["e"]
-        if kind == "on":
+        if kind in ("pn", "pf"):
+            key = (PART_TRACKS[ev["c"]], ev["p"])
+            if key in band_open:
+                end_band(key, tick)
+            if kind == "pn":
+                band_open[key] = (tick, ev["v"])
+        elif kind == "on":
             pitch = ev["p"]
             if pitch in melody_open:  # struck again without a note-off: end the first one here
                 end_melody(pitch, tick)
@@ -143,15 +159,18 @@ def _collect(journal: Journal, tl: _Timeline) -> tuple[dict[str, list[Note]], li
             symbol = ev.get("s")
             if ev.get("on") or key != chord_key:
                 end_chord(tick)
-                if bass is not None:
+                if bass is not None and not ev.get("x"):
                     chord_open.append(("Bass", bass, tick, 90))
-                chord_open.extend(("Chords", p, tick, 80) for p in upper)
+                if not ev.get("x"):
+                    chord_open.extend(("Chords", p, tick, 80) for p in upper)
                 starts = bass is not None or upper
                 if symbol and starts and (ev.get("on") or symbol != chord_symbol):
                     markers.append((tick, symbol))
                 chord_key, chord_symbol = (key, symbol) if starts else (None, None)
     for pitch in list(melody_open):
         end_melody(pitch, end)
+    for key in list(band_open):
+        end_band(key, end)
     for track, pitch, on, vel in chord_open:
         notes[track].append((on, max(end, on + 1), pitch, vel))
     return notes, markers, end
@@ -172,7 +191,8 @@ def _track(name: str, timed: list[tuple[int, float, mido.Message | mido.MetaMess
 def programs_from(header: dict[str, Any]) -> dict[int, int]:
     progs = dict(DEFAULT_PROGRAMS)
     given = (header.get("settings") or {}).get("programs") or {}
-    for name, ch in (("melody", MELODY), ("chords", CHORDS), ("bass", BASS)):
+    progs.setdefault(DRUMS, 0)  # the standard kit
+    for name, ch in (("melody", MELODY), ("chords", CHORDS), ("bass", BASS), ("drums", DRUMS)):
         if isinstance(given.get(name), int):
             progs[ch] = given[name]
     return progs
@@ -205,6 +225,7 @@ def build_midi(journal: Journal) -> tuple[mido.MidiFile, dict[str, Any]]:
         "melody_notes": len(notes["Melody"]),
         "melody_controls": len(controls),
         "chord_onsets": len(markers),
+        "band_notes": {name.lower(): len(notes[name]) for name in ("Chords", "Bass", "Drums")},
         "duration_seconds": round(mido.tick2second(end, TICKS_PER_BEAT, mido.bpm2tempo(tl.bpm)), 3),
         "lead_in_bars": tl.lead_in_bars,
     }
