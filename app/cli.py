@@ -515,6 +515,54 @@ def _reharmonize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    """Same take, other model: the take's melody re-jammed by another model (or steering), saved beside it."""
+    from .compare import compare, version_title
+
+    done = compare(args.take, args.model, args.steer, args.output, args.seed)
+    rows = [(f"the take ({version_title(done.take)})", done.take_lane),
+            (version_title(done.out), done.other_lane)]
+    width = max(len(name) for name, _ in rows) + 1
+    for name, figures in rows:
+        print(f"{name + ':':<{width}} {figures.describe()}")
+    print(f"wrote {done.out} (+ its sidecar): the take's melody as played, comped by {done.model} (seed {done.seed})")
+    return 0
+
+
+def _prefs(args: argparse.Namespace) -> int:
+    """The blind A/B choices in preferences.jsonl: one line each, or (--summary) win rates per pair."""
+    from pathlib import Path
+
+    from .prefs import label, prefs_path, summary
+
+    path = prefs_path(args.dir) if args.file is None else Path(args.file)
+    if not path.is_file():
+        print(f"no blind A/B choices yet ({path} does not exist)")
+        return 0
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as e:
+        raise ComperError(f"{path}: cannot read: {e.strerror or e}") from None
+    tallies, errors = summary(lines, str(path))
+    for e in errors:
+        print(f"comper: error: {e}", file=sys.stderr)
+    if args.summary:
+        for t in tallies:
+            print(t.describe())
+        if not tallies:
+            print("no choices to count")
+        return 0
+    for text in lines:
+        try:
+            d = json.loads(text)
+            a, b = label(d["a"]), label(d["b"])
+            print(f"{d.get('time', '?')}  {d['take']['file']}: A {a}, B {b}; picked {d['picked'].upper()} "
+                  f"({a if d['picked'] == 'a' else b})")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue  # said above
+    return 0
+
+
 def _add_plan_options(p: argparse.ArgumentParser, live: bool) -> None:
     """The model, the tempo (a re-jam: the file's unless given; a jam: ``JAM_KNOBS``, count-in too), the planning
     and steering flags, the teacher."""
@@ -568,6 +616,20 @@ def build_parser() -> argparse.ArgumentParser:
                          f"{steering.DEFAULT_PRESET}; 'off': the raw teacher)")
     rh.add_argument("--chart", help="also draw the teacher's chord chart, .png or .pdf")
     rh.set_defaults(func=_reharmonize)
+    cp = sub.add_parser("compare", help="same take, other model: the take's melody re-jammed by another model or "
+                                        "steering preset, saved beside it as TAKE.vs-MODEL.mid; both harmonies printed")
+    cp.add_argument("take", help="a saved session's MIDI file (its Melody track is replayed as played)")
+    cp.add_argument("--model", help="a shipped model name or a bundle path (default: gapt, else the best shipped)")
+    cp.add_argument("--steer", choices=list(steering.PRESETS),
+                    help="the steering preset (default: the take's own steering)")
+    cp.add_argument("--seed", type=int, help="the sampling seed (default: the take's)")
+    cp.add_argument("-o", "--output", help="the MIDI file to write (default: TAKE.vs-MODEL[-STEER].mid beside the take)")
+    cp.set_defaults(func=_compare)
+    pf = sub.add_parser("prefs", help="the blind A/B choices (preferences.jsonl in the sessions folder)")
+    pf.add_argument("--summary", action="store_true", help="win rates per pair of versions (model and steering)")
+    pf.add_argument("--dir", help="the sessions folder (default: ~/Comper/sessions or $COMPER_SESSIONS)")
+    pf.add_argument("--file", help="a preferences file (default: preferences.jsonl in the sessions folder)")
+    pf.set_defaults(func=_prefs)
     j = sub.add_parser("jam", help="jam live: a MIDI keyboard in, chords out (synth and/or a MIDI port), recorded")
     j.add_argument("--in", dest="in_port", required=True,
                    help="the keyboard's MIDI input port (a name from `comper list-ports`), or 'virtual'")

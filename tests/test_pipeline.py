@@ -27,10 +27,11 @@ def test_the_smoke_pipeline_makes_loadable_bundles_and_resumes(small_cache, tmp_
     assert set(card["evaluation"]) == {"test", "ood"} and "fp16 storage" in card["weights"]
     fixed = metrics["protocols"]["fixed"]["gapt"]["harmony"]["mean"]
     assert card["evaluation"]["test"]["harmony"] == fixed and card["description"].startswith("GAPT")
-    # each RL policy's steering was calibrated on validation songs, and the cards stage kept it
+    # each online policy's steering was calibrated on validation songs, and the cards stage kept it
     assert card["steering"]["chosen_on"] == "valid" and card["steering"]["songs"] == cfg.calibration_songs
     assert load_bundle(out / "models" / "gapt.json").card.change_cost_offset == card["steering"]["change_cost_offset"]
-    assert "steering" not in json.loads((out / "models" / "online-mle.json").read_text())
+    assert json.loads((out / "models" / "online-mle.json").read_text())["steering"]["chosen_on"] == "valid"
+    assert "steering" not in json.loads((out / "models" / "offline-teacher.json").read_text())
     assert "| `gapt` |" in (out / "models" / "TABLE.md").read_text()
     # gapt ships the snapshot its validation curve chose; the others their last update
     chosen = select_snapshot(out / "runs" / "rl-gapt")

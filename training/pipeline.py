@@ -5,8 +5,8 @@
 Stages, in order: the data cache; MLE pretraining of the online policy, the offline teacher and the melody agent;
 the reward models; the RL systems: the paper's comparison (``realchords``, ``gapt-no-adv``, ``gapt``) and the
 teacher's signal alone (``distill``);
-the export of the bundles (as shipped in ``models/``); the steering calibration of each RL policy on the validation
-split (``training/calibrate.py``); the evaluation of those bundles (test split and OpenEWLD);
+the export of the bundles (as shipped in ``models/``); the steering calibration of each online policy (online MLE and the RL
+systems) on the validation split (``training/calibrate.py``); the evaluation of those bundles (test split and OpenEWLD);
 their figures written into the cards, and the models table. Every stage resumes where it
 stopped (each one checkpoints), and a finished stage is skipped, so the same command can be re-run after a kill
 or across sessions. ``pipeline.json`` in the output folder records the time each stage took.
@@ -112,11 +112,11 @@ def stages(cfg: PipelineConfig, data: Path, out: Path, cache: Path) -> list[Stag
 
     steps.append(Stage("export", export_all))
 
-    def calibrate_all() -> None:  # the engine's steering for each RL policy, on validation (training/calibrate.py)
+    def calibrate_all() -> None:  # the engine's steering for each online policy, on validation (calibrate.py)
         from .calibrate import calibrate, engine_plan, write_calibration
 
         plan = engine_plan()
-        for name in cfg.systems:
+        for name in ("online-mle", *cfg.systems):
             chosen, _ = calibrate(out_models / f"{name}.json", cache, plan, songs=cfg.calibration_songs,
                                   teacher=out_models / "offline-teacher.json", jobs=2)
             write_calibration(out_models / f"{name}.json", chosen, "valid", cfg.calibration_songs, "balanced")

@@ -18,7 +18,8 @@ The clock is the jam's own ``FrameClock`` (``set_tempo`` replaces it with one th
 ``clock_out`` ports get it as MIDI clock, ``midi/clock.py``) or an external MIDI clock's ``ClockFollower``
 (``follow.py``: its Stop pauses the jam and releases the chord). The scheduler reads it again at every wait, and a
 frame whose whole time has passed when it gets there (the external clock resumed further on) is counted as played
-but not struck, so nothing sounds in a burst.
+but not struck, so nothing sounds in a burst. The recording keeps the grid the take ran on: a tempo change is
+journaled where it starts, an external clock's frames each with its time, so the saved file keeps every beat.
 
 A fault in any of them (NaN or inf logits, an onnxruntime error, a crashed thread) stops the jam at once: the
 sounding chord is released, ``failed`` is set and ``fault`` says why in one line (``PlannerError``); the owner then
@@ -248,6 +249,8 @@ class JamSession:
             return None
         beat = (math.floor(clock.position(time.monotonic()) / FRAMES_PER_BEAT) + 1) * FRAMES_PER_BEAT
         self.clock = clock.with_tempo(bpm, beat)  # frames before the beat keep their times: waits stay valid
+        if self.recorder is not None:  # the saved file's tempo map changes there too
+            self.recorder.tempo(beat, self.clock.time_of(beat), bpm)
         return beat
 
     def _on_transport(self, what: str, t: float) -> None:
@@ -391,10 +394,12 @@ class JamSession:
             elif g < self.s.plan.listen:
                 tok = self.vocab.silence
             self.played.append(tok)
+        t = self.clock.time_of(g)
+        if self.recorder is not None and getattr(self.clock, "external", False) and math.isfinite(t):
+            self.recorder.grid(g, t)  # an external clock's frames have no tempo known ahead: the file needs each
         if not strike:
             self.stats.skipped_frames += 1
             return
-        t = self.clock.time_of(g)
         if self.performer.play(g, t, tok):
             self.stats.add_onset((time.monotonic() - t) * 1000)
 

@@ -144,6 +144,7 @@ class MainWindow(QMainWindow):
         dp.volume_changed.connect(self._volume_changed)
         dp.panic_pressed.connect(self.panic)
         self.sessions_panel.replay_requested.connect(self.replay)
+        self.sessions_panel.replay_blind.connect(self.replay_blind)
         self.sessions_panel.stop_replay.connect(self.replayer.stop)
         self.sessions_panel.message.connect(self.say)
         self.key_filter = KeyboardFilter(self, self.keys, lambda ev: self.router.put(ev, "keys"), self.toggle_jam,
@@ -344,8 +345,16 @@ class MainWindow(QMainWindow):
         if self.jam.state != IDLE:
             self.say("stop the jam to replay a session")
             return
-        self.bg.submit("io", lambda: load_replay(info.midi, info.model), self._play_replay,
+        self.bg.submit("io", lambda: load_replay(info.midi, info.model, lanes=True), self._play_replay,
                        lambda e: self.say(f"cannot replay {info.name}: {e}"))
+
+    def replay_blind(self, midi: Path, label: str) -> None:
+        """A blind A/B's version: replayed as "A" or "B", with no model name and no chord lanes."""
+        if self.jam.state != IDLE:
+            self.say("stop the jam to replay a session")
+            return
+        self.bg.submit("io", lambda: replace(load_replay(midi), name=label, model=""), self._play_replay,
+                       lambda e: self.say(f"cannot replay {label}: {e}"))
 
     def _play_replay(self, replay) -> None:
         self.replayer.play(replay)

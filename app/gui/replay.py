@@ -3,13 +3,17 @@ waterfall showing it as it was jammed.
 
 Why play the file rather than re-jam: a replay should sound like what happened; the sidecar keeps the seed and
 settings for anyone who wants to re-jam it with ``comper rejam``.
+
+A comparison (``comper compare``, "Compare with…") or a second opinion is replayed with both versions' chord lanes
+side by side, each with its figures (``app.compare.replay_lanes``); a blind A/B replay shows neither lanes nor
+names, only "A" or "B".
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mido
@@ -33,10 +37,12 @@ class Replay:
     events: list[tuple]  # (seconds, "on"/"off", part, pitch, velocity) or (seconds, "control", part, status, data)
     seconds: float
     model: str = ""
+    lanes: list = field(default_factory=list)  # ``app.compare.LaneView``s: the take's and this version's chords
 
 
-def load_replay(midi_path: str | Path, model: str = "") -> Replay:
-    """Read a saved session (the layout ``recording/save.py`` writes) onto the frame grid."""
+def load_replay(midi_path: str | Path, model: str = "", lanes: bool = False) -> Replay:
+    """Read a saved session (the layout ``recording/save.py`` writes) onto the frame grid; ``lanes``: with the
+    chord lanes of the take and this version when it is a comparison (an extra: none when they cannot be read)."""
     path = Path(midi_path)
     mid = mido.MidiFile(str(path))
     tpb = mid.ticks_per_beat
@@ -84,7 +90,14 @@ def load_replay(midi_path: str | Path, model: str = "") -> Replay:
                     + [(off * sec, "off", part, p, 0) for part, ns in notes.items() for _, off, p, _ in ns]
                     + [(tick * sec, "control", part, status, data) for tick, part, status, data in controls],
                     key=lambda e: (e[0], e[1] == "on"))
-    return Replay(path.stem, bpm, meter, blocks, melody, events, events[-1][0] if events else 0.0, model)
+    return Replay(path.stem, bpm, meter, blocks, melody, events, events[-1][0] if events else 0.0, model,
+                  _lanes(path) if lanes else [])
+
+
+def _lanes(path: Path) -> list:
+    from ..compare import replay_lanes
+
+    return replay_lanes(path)
 
 
 def _marked_blocks(markers: dict[int, str], notes: dict[str, list[tuple[int, int, int, int]]], frame) -> list:
@@ -152,4 +165,4 @@ class ReplayPlayer(LoopThread):
                                                      b.onset)
                   for b in r.chords if b.end >= lo and b.start <= hi]
         notes = [n for n in r.notes if n.end >= lo and n.start <= hi]
-        return ViewState(pos, r.bpm, r.meter, 0, chords, notes, r.model, {}, f"replay: {r.name}")
+        return ViewState(pos, r.bpm, r.meter, 0, chords, notes, r.model, {}, f"replay: {r.name}", lanes=tuple(r.lanes))

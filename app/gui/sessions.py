@@ -1,6 +1,8 @@
 """Sessions: every jam is kept (journaled while it plays, saved as MIDI + JSON when it stops). The list offers
 replay (the file played through the synth with the waterfall), rename, delete, save as MIDI, render to WAV, and
-export the lead sheet (MusicXML) or a chord chart (PNG/PDF) as ``comper export`` does (``app.leadsheet``).
+export the lead sheet (MusicXML) or a chord chart (PNG/PDF) as ``comper export`` does (``app.leadsheet``), the
+teacher's second opinion, "Compare with…" (the take re-jammed by another model or steering preset, as ``comper
+compare`` does: ``app.compare``) and a blind A/B of two versions of a take (``ab.BlindAB``, ``app.prefs``).
 
 A session is ``<name>.mid`` + ``<name>.mid.session.json`` (the sidecar; ``<name>.json`` from older versions is
 still read) + ``<name>.journal.jsonl`` in the sessions folder (``$COMPER_SESSIONS`` or ``~/Comper/sessions``);
@@ -18,7 +20,11 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
     QFileDialog,
+    QFormLayout,
     QHBoxLayout,
     QInputDialog,
     QListWidget,
@@ -31,6 +37,7 @@ from PySide6.QtWidgets import (
 
 from ..recording.journal import SUFFIX
 from ..recording.output import MIDI, OutputError, existing_sidecar, sidecar_path, write_file, write_together
+from .ab import BlindAB
 from .background import Background
 
 _NAME_OK = re.compile(r"^[^/\\:*?\"<>|\x00]+$")
@@ -142,6 +149,7 @@ def render_wav(info: SessionInfo, dest: str | Path, soundfont: str | None = None
 
 class SessionsPanel(QWidget):
     replay_requested = Signal(object)  # SessionInfo
+    replay_blind = Signal(object, str)  # a version's MIDI path, "A" or "B": replayed with no name and no lanes
     stop_replay = Signal()
     message = Signal(str)  # for the status bar
 
@@ -165,11 +173,18 @@ class SessionsPanel(QWidget):
         self.second_button = QPushButton("Teacher's second opinion")
         self.second_button.setToolTip("The offline teacher, which hears the whole melody, comps this take again; "
                                       "saved beside it as NAME.teacher, with both harmonies")
+        self.compare_button = QPushButton("Compare with…")
+        self.compare_button.setToolTip("Another model (or steering) comps this take's melody as played; saved "
+                                       "beside it as NAME.vs-MODEL; Replay shows both chord lanes")
+        self.ab_button = QPushButton("Blind A/B…")
+        self.ab_button.setToolTip("Play this and another version of the take as A and B in random order, pick the "
+                                  "better one; the choice goes to preferences.jsonl")
+        self.ab: BlindAB | None = None
         lay = QVBoxLayout(self)
         lay.addWidget(self.list, 1)
         for pair in ((self.play_button, self.stop_button), (self.rename_button, self.delete_button),
                      (self.midi_button, self.wav_button), (self.sheet_button, self.chart_button),
-                     (self.second_button,)):
+                     (self.second_button,), (self.compare_button, self.ab_button)):
             row = QHBoxLayout()
             for b in pair:
                 b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -184,6 +199,8 @@ class SessionsPanel(QWidget):
         self.sheet_button.clicked.connect(lambda: self._with_selected(lambda i: self._ask_sheet(i, "musicxml")))
         self.chart_button.clicked.connect(lambda: self._with_selected(lambda i: self._ask_sheet(i, "chart")))
         self.second_button.clicked.connect(lambda: self._with_selected(self.second_opinion))
+        self.compare_button.clicked.connect(lambda: self._with_selected(self._ask_compare))
+        self.ab_button.clicked.connect(lambda: self._with_selected(self._ask_ab))
         self.list.itemDoubleClicked.connect(
             lambda item: self.replay_requested.emit(item.data(Qt.ItemDataRole.UserRole)))
 
@@ -272,6 +289,75 @@ class SessionsPanel(QWidget):
 
         self.message.emit(f"the teacher is comping {info.name}…")
         self.bg.submit("io", run, done, lambda e: self.message.emit(f"no second opinion: {e}"))
+
+    def compare(self, info: SessionInfo, model: str | None, steer: str | None = None, seed: int | None = None) -> None:
+        """The take re-jammed by ``model`` (``steer``: a preset, None: the take's steering), as ``comper compare``
+        writes it; selected when done, so Replay plays it with both chord lanes."""
+        from ..compare import compare
+
+        def done(result) -> None:
+            self.message.emit(f"saved {result.out.name}: {result.model} {result.other_lane.describe()}; "
+                              f"the take {result.take_lane.describe()}")
+            self.refresh(select=result.out)
+
+        self.message.emit(f"{model or 'the default model'} is comping {info.name}…")
+        self.bg.submit("io", lambda: compare(info.midi, model, steer, seed=seed), done,
+                       lambda e: self.message.emit(f"no comparison: {e}"))
+
+    def blind_ab(self, first: SessionInfo, second: SessionInfo, seed: int | None = None) -> BlindAB:
+        """Open the blind A/B of two versions (not modal); its choice goes to the sessions folder's
+        preferences.jsonl."""
+        from ..prefs import prefs_path
+
+        if self.ab is not None:
+            self.ab.close()
+        self.ab = BlindAB(first.midi, second.midi, prefs_path(self.directory()), self.bg, seed, self)
+        self.ab.play.connect(self.replay_blind)
+        self.ab.stop.connect(self.stop_replay)
+        self.ab.message.connect(self.message)
+        self.ab.show()
+        return self.ab
+
+    def related(self, info: SessionInfo) -> list[SessionInfo]:
+        """The other sessions, the versions of the same take first (comparisons, second opinions, the take)."""
+        from ..compare import source_of
+
+        take = source_of(info.midi) or info.midi
+        same = [s for s in self.sessions if s.midi != info.midi and take in (s.midi, source_of(s.midi))]
+        return same + [s for s in self.sessions if s.midi != info.midi and s not in same]
+
+    def _ask_compare(self, info: SessionInfo) -> None:
+        from ..engine import steering
+        from .models import list_models
+
+        dialog = QDialog(self)
+        dialog.setWindowTitle(f"Compare {info.name} with…")
+        models, steer = QComboBox(), QComboBox()
+        for e in list_models():
+            if e.error is None:
+                models.addItem(e.name, e.path)
+        steer.addItem("as the take", None)
+        for name in steering.PRESETS:
+            steer.addItem(name, name)
+        form = QFormLayout(dialog)
+        form.addRow("Model", models)
+        form.addRow("Steering", steer)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(dialog.accept)
+        buttons.rejected.connect(dialog.reject)
+        form.addRow(buttons)
+        if dialog.exec() == QDialog.DialogCode.Accepted and models.count():
+            self.compare(info, models.currentData(), steer.currentData())
+
+    def _ask_ab(self, info: SessionInfo) -> None:
+        others = self.related(info)
+        if not others:
+            self.message.emit("a blind A/B needs a second version: use Compare with… first")
+            return
+        name, ok = QInputDialog.getItem(self, "Blind A/B", f"Play {info.name} against:", [s.name for s in others],
+                                        0, False)
+        if ok and name:
+            self.blind_ab(info, next(s for s in others if s.name == name))
 
     def _ask_sheet(self, info: SessionInfo, what: str) -> None:
         title, name, kinds = (("Export lead sheet", f"{info.name}.musicxml", "MusicXML (*.musicxml *.xml)")

@@ -49,6 +49,7 @@ class ViewState:
     stats: dict = field(default_factory=dict)
     title: str = ""  # e.g. "replay: session-..." (empty while jamming)
     key: str = ""  # the key the steering follows ("" unknown / off)
+    lanes: tuple = ()  # a comparison's replay: both versions' chord lanes (``app.compare.LaneView``)
 
     @property
     def beat_frames(self) -> int:

@@ -4,6 +4,11 @@ Time falls downward at a steady speed. The bright *now line* sits a little above
 down toward it from above (promised chords solid, tentative ones faded), the player's notes appear at it as they
 are played, and everything keeps falling into the keys, where what sounds now is lit (the player's keys in the
 melody colour, the AI's chord and bass in theirs).
+
+Replaying a comparison, two narrow chord lanes stand side by side at the right, on the same time axis: the take's
+chords and the other version's, each headed by its name and figures (harmony, changes per bar, distinct chords),
+the one that sounds drawn bright. Why lanes and not a second set of keys: the two versions' chords are read
+against each other at a glance, while the keys keep showing what sounds.
 """
 
 from __future__ import annotations
@@ -175,9 +180,39 @@ class WaterfallView(QWidget):
         p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
         p.setPen(QPen(QColor(style.NOW_LINE), 2))
         p.drawLine(QPointF(style.GUTTER_WIDTH, now_y), QPointF(w, now_y))
+        if s.lanes:
+            self._lanes(p, s, w, bottom, y, first, last)
         if s.title:
             p.setPen(QColor(style.TEXT_DIM))
             p.drawText(QRectF(style.GUTTER_WIDTH + 6, 4, w, 16), Qt.AlignmentFlag.AlignLeft, s.title)
+
+    def _lanes(self, p: QPainter, s: ViewState, w: int, bottom: int, y, first: float, last: float) -> None:
+        """The comparison's chord lanes, side by side left of the bar numbers, each headed by its figures."""
+        lw = max(72.0, min(140.0, (w - style.GUTTER_WIDTH) / 6))
+        x0 = w - 48 - len(s.lanes) * (lw + 4)
+        head = 16 + 12 * 3
+        p.setFont(self._small_font)
+        for i, lane in enumerate(s.lanes):
+            x = x0 + i * (lw + 4)
+            p.fillRect(QRectF(x, 0, lw, bottom), _color(style.BACKGROUND, 210))
+            alpha = style.ALPHA_PLAYED if lane.playing else style.ALPHA_TENTATIVE
+            for start, end, symbol in lane.blocks:
+                if end < first or start > last:
+                    continue
+                top, bot = max(head, y(end)), min(float(bottom), y(start))
+                if bot - top < 1:
+                    continue
+                p.setPen(QPen(_color(style.CHORD_LABEL, 90), 1))
+                p.setBrush(_color(style.CHORD, alpha))
+                p.drawRect(QRectF(x + 2, top, lw - 4, bot - top))
+                if bot - top >= 12:
+                    p.setPen(QColor(style.CHORD_LABEL))
+                    p.drawText(QRectF(x + 4, bot - 14, lw - 8, 13), Qt.AlignmentFlag.AlignLeft, symbol)
+            p.fillRect(QRectF(x, 0, lw, head), _color(style.BACKGROUND, 240))
+            p.setPen(QColor(style.CHORD_LABEL if lane.playing else style.TEXT_DIM))
+            for j, text in enumerate(lane_caption(lane)):
+                p.drawText(QRectF(x + 3, 16 + 12 * j, lw - 6, 12), Qt.AlignmentFlag.AlignLeft,
+                           p.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, int(lw - 6)))
 
     def _keyboard(self, p: QPainter, keys: PianoGeometry, top: int, bottom: int) -> None:
         """The keys, from a cached picture that is redrawn only when the lit keys or the size change (most
@@ -210,6 +245,14 @@ class WaterfallView(QWidget):
                     p.drawText(QRectF(x, hh - 16, kw, 14), Qt.AlignmentFlag.AlignCenter, f"C{pitch // 12 - 1}")
         p.end()
         return pm
+
+
+def lane_caption(lane) -> list[str]:
+    """A chord lane's heading: whose chords (▶ the one sounding), then its figures against the take's melody."""
+    f = lane.figures
+    harmony = "-" if f.harmony is None else f"{f.harmony:.3f}"
+    return [("▶ " if lane.playing else "") + lane.title, f"harmony {harmony}",
+            f"{f.changes_per_bar:.2f}/bar · {f.distinct} chords"]
 
 
 def pretty_key(name: str) -> str:

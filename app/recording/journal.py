@@ -21,6 +21,11 @@ frame after the count-in, negative during it).
     {"e":"keypressure","f":12,"t":3.1,"p":64,"v":40}  melody poly pressure on pitch p
         the player's pedals and other channel messages, as they arrived (journals before them have none)
     {"e":"tok","f":16,"tok":201}                      melody token fed to the model for frame f (optional)
+    {"e":"tempo","f":32,"t":8.0,"bpm":140.0}          the jam's own clock changed tempo: bpm from frame f on, frame
+                                                      f starting at t (the Tempo setting, tap tempo)
+    {"e":"grid","f":16,"t":4.0}                       an external MIDI clock's frame f started at t: one line per frame
+        saving places every event on the beat grid through these (``tempo.py``); a journal without them (every
+        journal before them) has the header's one tempo
     {"e":"stats","frames_planned":640,"deadline_misses":0,...}   timing counters; the latest value wins
     {"e":"close","ended":"2025-...Z","recovered":false,...}      the closing line: the session is finished
 
@@ -248,6 +253,10 @@ EVENT_FIELDS: dict[str, dict[str, Check]] = {
            "v": (True, lambda x: _is_pitch(x) and x > 0, "a velocity 1..127")},
     "pf": {"f": _FRAME, "t": _TIME, "c": (True, lambda x: x in BAND_PARTS, "chords, bass or drums"), "p": _PITCH},
     "tok": {"f": _FRAME, "tok": (True, _is_int, "a token id")},
+    "tempo": {"f": _FRAME, "t": _TIME,
+              "bpm": (True, lambda x: _is_number(x) and BPM_RANGE[0] <= x <= BPM_RANGE[1],
+                      f"a tempo {BPM_RANGE[0]:g}..{BPM_RANGE[1]:g}")},
+    "grid": {"f": _FRAME, "t": _TIME},
     "cc": {"f": _FRAME, "t": _TIME, "c": (True, _is_pitch, "a controller 0..127"), "v": _VALUE},
     "bend": {"f": _FRAME, "t": _TIME, "v": (True, lambda x: _is_int(x) and 0 <= x <= 16383, "a pitch bend 0..16383")},
     "pressure": {"f": _FRAME, "t": _TIME, "v": _VALUE},

@@ -126,6 +126,16 @@ class Recorder:
     def note_off(self, frame: int, time: float, part: str, pitch: int) -> None:
         self.journal.append({"e": "pf", "f": int(frame), "t": _t(time), "c": part, "p": int(pitch)})
 
+    def tempo(self, frame: int, time: float, bpm: float) -> None:
+        """The jam's own clock goes to ``bpm`` from ``frame`` on (starting at ``time``): without this line the saved
+        file would place everything after the change at the old tempo, off its beats."""
+        self.journal.append({"e": "tempo", "f": int(frame), "t": _t(time), "bpm": float(bpm)})
+
+    def grid(self, frame: int, time: float) -> None:
+        """When ``frame`` started on an external clock, whose tempo is its source's (no tempo is known ahead): the
+        saved file's tempo map is drawn through these times."""
+        self.journal.append({"e": "grid", "f": int(frame), "t": _t(time)})
+
     def melody_token(self, frame: int, token: int) -> None:
         """The melody token the model was fed for ``frame`` (completes the token stream in the sidecar)."""
         self.journal.append({"e": "tok", "f": int(frame), "tok": int(token)})

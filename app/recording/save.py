@@ -1,7 +1,8 @@
 """Saving: a journal becomes a type-1 MIDI file plus a JSON sidecar that says how it was made.
 
-MIDI layout (480 ticks per quarter note, one tempo for the session):
-  track 0 ``Conductor``: tempo, time signature, one ``marker`` meta event per chord onset (the chord symbol);
+MIDI layout (480 ticks per quarter note, frame f at tick ``f * 120`` after the lead-in):
+  track 0 ``Conductor``: the tempo map (a ``set_tempo`` at 0 and one where the tempo changed), time signature, one
+  ``marker`` meta event per chord onset (the chord symbol);
   ``Melody`` (channel 1), ``Chords`` (channel 2), ``Bass`` (channel 3), ``Drums`` (channel 10, General MIDI's
   percussion; empty when the jam had no drums): program change at 0, then the notes.
 A chord line's notes end where the next chord (or silence) starts; a comping style's notes (``pn`` / ``pf`` lines,
@@ -13,10 +14,14 @@ their times; a pedal still down or a bend off centre at the end is let go at the
 
 Timing: events carry times on the engine's clock; the file's beat grid is anchored at frame 0 (``t0`` from the
 header, or derived from the first chord event, else the first melody event, as ``t - frame * frame_seconds``).
-If the player played before frame 0 (during the count-in), whole bars of lead-in are added in front so nothing
-is cut and bar lines still fall on the session's bars.
+A take whose tempo changed or that followed an external clock has a tempo map (``tempo.py``, from the journal's
+``tempo`` and ``grid`` lines): every frame starts on its own tick and a moment between two frames is placed between
+their ticks, so the chords stay on their beats and the melody where it was played against them; a MIDI player's
+seconds are the take's. If the player played before frame 0 (during the count-in), whole bars of lead-in are added
+in front so nothing is cut and bar lines still fall on the session's bars.
 
-The sidecar ``<name>.mid.session.json`` (``output.sidecar_path``) holds what a MIDI file cannot: app version,
+The sidecar ``<name>.mid.session.json`` (``output.sidecar_path``) says the starting tempo (``bpm``) and, where it
+changed, ``tempo_changes`` ([frame, bpm] rows), and holds what a MIDI file cannot: app version,
 model name and sha256, seed, settings, the token stream (``[frame, chord_token, melody_token]`` rows), timing
 statistics, and whether the journal was finished or recovered after a crash.
 """
@@ -34,6 +39,7 @@ import mido
 from ..synth.synth import BASS, CHORDS, DEFAULT_PROGRAMS, MELODY
 from .journal import Journal, read_journal
 from .output import MIDI, check_target, sidecar_path, write_together
+from .tempo import FRAMES_PER_BEAT, tempo_map
 
 TICKS_PER_BEAT = 480
 DRUMS = 9  # General MIDI's percussion channel (10)
@@ -45,42 +51,76 @@ PEDALS = (64, 66, 67)  # sustain, sostenuto, soft: one left down at the end is l
 BEND_CENTRE = 8192
 TIME_RESOLUTION = 1e-6  # seconds: the journal rounds its times to this (``recorder._t``)
 MAX_TICK = 0x0FFFFFFF  # the largest delta time a MIDI file can hold (a 4-byte variable-length number)
+MAX_TEMPO = 0xFFFFFF  # the slowest MIDI tempo, us a beat (3 bytes)
+TICKS_PER_FRAME = TICKS_PER_BEAT // FRAMES_PER_BEAT
 Note = tuple[int, int, int, int]  # (on_tick, off_tick, pitch, velocity)
 
 
 class _Timeline:
-    """Seconds on the engine clock -> ticks from the file's start."""
+    """Seconds on the engine clock -> ticks from the file's start, through the take's tempo map (``tempo.py``):
+    frame f starts at tick ``(f + lead-in frames) * 120``, and a moment between two segment starts is placed at its
+    segment's tempo."""
 
     def __init__(self, journal: Journal) -> None:
         h = journal.header
-        self.bpm = float(h["bpm"])
         num, den = h.get("meter") or [4, 4]
-        frame_s = 60.0 / (self.bpm * 4)
         timed = [e for e in journal.events if e["e"] in TIMED]
-        t0 = h.get("t0")
-        if t0 is None:
-            first = next((e for e in timed if e["e"] == "chord"), timed[0] if timed else None)
-            t0 = first["t"] - first["f"] * frame_s if first else 0.0
+        tmap = tempo_map(h, journal.events, timed)
+        self.tempo = tmap
         # An event further from frame 0 than half of what a MIDI file can hold (lead-in included) has a corrupt
         # time (a journal edited by hand, another clock): it is left out and said, not written as a file no
         # program reads (at 120 bpm that is 38 hours either side).
-        span = MAX_TICK / 2 / TICKS_PER_BEAT * 60.0 / self.bpm
-        self.events = [e for e in timed if abs(e["t"] - t0) <= span]
+        limit = MAX_TICK / 2 / TICKS_PER_FRAME
+        self.events = [e for e in timed if abs(tmap.position(e["t"])) <= limit]
         if len(self.events) < len(timed):
+            span = MAX_TICK / 2 / TICKS_PER_BEAT * 60.0 / tmap.bpm
             problem = (f"{len(timed) - len(self.events)} event(s) timed more than {span / 3600:.0f} hours from the "
                        f"session's start; left out")
             if problem not in journal.problems:
                 journal.problems.append(problem)
         timed = self.events
-        earliest = min((e["t"] for e in timed), default=t0)
-        bar_s = num * (4.0 / den) * 60.0 / self.bpm
+        earliest = min((e["t"] for e in timed), default=tmap.time_of(0))
+        seg = tmap.segments[tmap.index_at(earliest)]  # the lead-in is counted at the tempo the earliest event had
+
+        def bar_s(bpm: float) -> float:
+            return num * (4.0 / den) * 60.0 / bpm
+
         # less than the journal's resolution (times are rounded to 1 us, t0 is not) early is on frame 0: a chord
         # struck at frame 0 used to add a whole bar of lead-in when its rounded time fell just before t0
-        self.lead_in_bars = max(0, math.ceil((t0 - earliest - TIME_RESOLUTION) / bar_s - 1e-9))
-        self.origin = t0 - self.lead_in_bars * bar_s
+        self.lead_in_bars = max(0, math.ceil((seg.time_of(0) - earliest - TIME_RESOLUTION) / bar_s(seg.bpm) - 1e-9))
+        lead = self.lead_in_bars * num * FRAMES_PER_BEAT * 4 / den  # frames (a bar of 5/32 is 2.5)
+        self.map = tmap.starting_at(-lead)
+        first = self.map.segments[0]
+        self.bpm = first.bpm  # the file's first tempo
+        self.origin = first.time - first.frame * first.frame_seconds - self.lead_in_bars * bar_s(first.bpm)
+        self.ticks = [round((s.frame + lead) * TICKS_PER_FRAME) for s in self.map.segments]  # each segment's start
 
     def tick(self, t: float) -> int:
-        return max(0, round((t - self.origin) * self.bpm / 60.0 * TICKS_PER_BEAT))
+        i = self.map.index_at(t)
+        if i == 0:
+            return max(0, round((t - self.origin) * self.bpm / 60.0 * TICKS_PER_BEAT))
+        seg = self.map.segments[i]
+        return max(0, round(self.ticks[i] + (t - seg.time) * seg.bpm / 60.0 * TICKS_PER_BEAT))
+
+    def tempos(self) -> list[tuple[int, int]]:
+        """(tick, MIDI tempo in us a beat) of every segment, the first at 0: the conductor's ``set_tempo`` events."""
+        return [(0 if i == 0 else tick, midi_tempo(seg.bpm)) for i, (tick, seg)
+                in enumerate(zip(self.ticks, self.map.segments, strict=True))]
+
+    def seconds(self, tick: int) -> float:
+        """Seconds from the file's start to ``tick`` as a MIDI player reckons them (``tempos``)."""
+        tempos = self.tempos()
+        out = 0.0
+        for i, (start, tempo) in enumerate(tempos):
+            stop = tempos[i + 1][0] if i + 1 < len(tempos) else tick
+            if start < tick:
+                out += mido.tick2second(min(stop, tick) - start, TICKS_PER_BEAT, tempo)
+        return out
+
+
+def midi_tempo(bpm: float) -> int:
+    """``mido.bpm2tempo`` kept to what a MIDI tempo can say (a pause on an external clock is slower than 3.6 bpm)."""
+    return max(1, min(MAX_TEMPO, mido.bpm2tempo(bpm)))
 
 
 def _controls(events: list[dict[str, Any]], tl: _Timeline, end: int) -> list[tuple[int, mido.Message]]:
@@ -200,16 +240,20 @@ def programs_from(header: dict[str, Any]) -> dict[int, int]:
 
 def build_midi(journal: Journal) -> tuple[mido.MidiFile, dict[str, Any]]:
     """The MIDI file and a summary (counts, duration, lead-in) for the sidecar."""
+    mid, summary, _ = _build(journal)
+    return mid, summary
+
+
+def _build(journal: Journal) -> tuple[mido.MidiFile, dict[str, Any], _Timeline]:
     tl = _Timeline(journal)
     notes, markers, end_tick = _collect(journal, tl)
     end = max([end_tick, *(off for ns in notes.values() for _, off, _, _ in ns)])
     controls = _controls(sorted((e for e in tl.events if e["e"] in CONTROLS), key=lambda e: e["t"]), tl, end)
     num, den = journal.header.get("meter") or [4, 4]
     mid = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
-    conductor: list[tuple[int, int, Any]] = [
-        (0, 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tl.bpm))),
-        (0, 0, mido.MetaMessage("time_signature", numerator=num, denominator=den)),
-    ]
+    conductor: list[tuple[int, int, Any]] = [(tick, 0, mido.MetaMessage("set_tempo", tempo=tempo))
+                                             for tick, tempo in tl.tempos()]
+    conductor.insert(1, (0, 0, mido.MetaMessage("time_signature", numerator=num, denominator=den)))
     conductor += [(tick, 1, mido.MetaMessage("marker", text=text)) for tick, text in markers]
     mid.tracks.append(_track("Conductor", conductor, end))
     programs = programs_from(journal.header)
@@ -226,10 +270,10 @@ def build_midi(journal: Journal) -> tuple[mido.MidiFile, dict[str, Any]]:
         "melody_controls": len(controls),
         "chord_onsets": len(markers),
         "band_notes": {name.lower(): len(notes[name]) for name in ("Chords", "Bass", "Drums")},
-        "duration_seconds": round(mido.tick2second(end, TICKS_PER_BEAT, mido.bpm2tempo(tl.bpm)), 3),
+        "duration_seconds": round(tl.seconds(end), 3),
         "lead_in_bars": tl.lead_in_bars,
     }
-    return mid, summary
+    return mid, summary, tl
 
 
 def token_stream(journal: Journal) -> list[list[int | None]]:
@@ -251,14 +295,16 @@ def write_session(journal: Journal, midi_path: Path, closing: dict[str, Any] | N
     either replaces its target, and an unwritable path is an ``OutputError``.
     """
     close = journal.close or closing
-    mid, summary = build_midi(journal)
+    mid, summary, tl = _build(journal)
     h = journal.header
     sidecar = {
         "format": 1,
         "app_version": h.get("app_version"),
         "model": h.get("model"),
         "seed": h.get("seed"),
-        "bpm": h.get("bpm"),
+        "bpm": h.get("bpm") if tl.tempo.segments[0].bpm == h.get("bpm") else round(tl.tempo.bpm, 3),
+        **({"tempo_changes": [[seg.frame, round(seg.bpm, 3)] for seg in tl.tempo.segments[1:]]}
+           if tl.tempo.changed else {}),
         "meter": h.get("meter"),
         "settings": h.get("settings"),
         "started": h.get("started"),
