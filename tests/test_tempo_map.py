@@ -102,7 +102,7 @@ def test_a_tempo_change_mid_take_keeps_every_chord_on_its_frame_and_the_seconds_
     assert melody_ticks == [round((f + 1.5 + lead) * 120) for f in range(0, 64, 4)]  # between the same frames
     side = json.loads(sidecar_path(out).read_text())
     assert side["bpm"] == 100 and side["tempo_changes"] == [[32, 140.0]]
-    assert side["duration_seconds"] == pytest.approx(clock.time_of(63 + 2.75) - start, abs=0.002)
+    assert side["duration_seconds"] == pytest.approx(clock.time_of(60 + 2.75) - start, abs=0.002)
 
 
 def test_a_later_change_at_the_same_beat_replaces_the_first_and_a_count_in_change_counts(tmp_path):
@@ -163,8 +163,8 @@ def record_external_clock(directory: Path, monkeypatch, jitter_s: float = 0.0015
     melody: dict[int, float] = {}
     for n, at in enumerate(tick_times):
         frame = n // 6 - 16
-        if n % 6 == 5 and frame + 1 >= 0:  # one tick before the frame: the scheduler strikes on the prediction
-            g = frame + 1
+        if n % 6 == 0 and frame >= 0:  # before its tick comes: the scheduler strikes on the prediction
+            g = frame
             frames[g] = follower.time_of(g)
             r.grid(g, frames[g])
             if g % 2 == 0:
@@ -196,12 +196,13 @@ def test_an_external_clock_ramp_saves_every_chord_on_its_frames_tick(tmp_path, m
             bass.append(tick)
     assert bass == [(g + lead) * 120 for g in sorted(took["frames"]) if g % 2 == 0]
     tempos = [(t, m.tempo) for t, m in meta if m.type == "set_tempo"]
-    assert 3 <= len(tempos) < len(took["frames"]) // 2  # a map through the ramp, not one tempo a 16th
+    assert len(tempos) < len(took["frames"])  # about one a 16th through the ramp, as its tempo changed
+    assert len([t for t, _ in tempos if t > (33 + lead) * 120]) <= 3  # its steady end: one tempo, not one a 16th
     assert mido.tempo2bpm(tempos[0][1]) == pytest.approx(90, abs=1)
     assert mido.tempo2bpm(tempos[-1][1]) == pytest.approx(120, abs=1)
-    start = took["frames"][0] - lead * 60 / (90 * 4)  # the count-in bar at 90 bpm
-    for s, pitch in seconds_of_note_ons(mid, MELODY):
-        assert s == pytest.approx(took["melody"][pitch] - start, abs=0.002), pitch
+    first = seconds_of_note_ons(mid, 2)[0][0]  # the bass note struck at frame 0
+    for s, pitch in seconds_of_note_ons(mid, MELODY):  # as far from frame 0 as played, in the count-in too
+        assert s - first == pytest.approx(took["melody"][pitch] - took["frames"][0], abs=0.001), pitch
     side = json.loads(sidecar_path(out).read_text())
     assert side["bpm"] == pytest.approx(90, abs=1) and side["tempo_changes"][-1][1] == pytest.approx(120, abs=1)
 
@@ -301,8 +302,8 @@ def test_the_lead_sheet_and_the_melody_reader_read_a_take_with_a_tempo_change_on
     out = save_session(r.path, tmp_path / "take.mid")
     sheet = read_leadsheet(out)
     assert sheet.bpm == 100 and sheet.meter == (4, 4)
-    assert sheet.chords[:2] == [(16 * 480 // 4, "C"), (20 * 480 // 4, "Am")]
-    assert [tick for tick, _ in sheet.chords if tick >= (32 + 16) * 120][:1] == [(32 + 16) * 120]
+    assert sheet.chords[:-1] == [(0, None)] + [((f + 16) * 120, SYMBOLS[f // 4 % 4]) for f in range(0, 64, 4)]
+    assert sheet.chords[-1][1] is None  # the take's end
     melody = read_melody(out)
     assert melody.bpm == 100  # the first tempo; the frames come from the ticks
     ons = sorted(on for on, _, p, _ in melody.notes if p >= 70)
@@ -331,3 +332,34 @@ def test_the_jam_journals_its_tempo_changes_and_an_external_clocks_frames(tiny_b
     assert lines[0] == {"e": "tempo", "f": beat, "t": lines[0]["t"], "bpm": 100.0}
     assert [(e["e"], e["f"]) for e in lines[1:]] == [("grid", 0), ("grid", 1)]
     assert lines[1]["t"] == pytest.approx(10.0, abs=1e-6) and lines[2]["t"] == pytest.approx(10.125, abs=1e-6)
+
+
+def test_a_replay_plays_a_tempo_change_at_its_own_speed_and_keeps_the_waterfall_on_its_bars(tmp_path):
+    """The replay reads the saved tempo map: seconds where mido places them, and frames back from seconds."""
+    from app.gui.replay import load_replay
+
+    mid = mido.MidiFile(type=1, ticks_per_beat=480)
+    mid.tracks.append(mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(100), time=0),
+                                      mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(140), time=8 * 480)]))
+    melody = mido.MidiTrack([mido.MetaMessage("track_name", name="Melody")])
+    for pitch, rest in ((60, 0), (62, 7 * 480), (64, 0)):  # a beat each, on beats 0, 8 (the change) and 9
+        melody += [mido.Message("note_on", note=pitch, velocity=80, time=rest),
+                   mido.Message("note_off", note=pitch, velocity=0, time=480)]
+    mid.tracks.append(melody)
+    path = tmp_path / "ramp.mid"
+    mid.save(path)
+    expected = [t for t, msg in _timed(path) if msg.type == "note_on"]
+    replay = load_replay(path)
+    ons = [e[0] for e in replay.events if e[1] == "on"]
+    assert ons == pytest.approx(expected, abs=1e-6) and ons == pytest.approx([0.0, 4.8, 4.8 + 60 / 140], abs=1e-6)
+    assert replay.bpm == pytest.approx(100)
+    assert replay.tempo.frame_at(4.8) == pytest.approx(32.0) and replay.tempo.frame_at(4.8 + 60 / 140) == \
+        pytest.approx(36.0)
+
+
+def _timed(path):
+    """(seconds, message) as mido itself plays the file, through its tempo changes."""
+    t = 0.0
+    for msg in mido.MidiFile(path):
+        t += msg.time
+        yield t, msg

@@ -27,6 +27,40 @@ CONTROL_TYPES = ("control_change", "pitchwheel", "aftertouch", "polytouch")  # r
 TAIL_S = 1.0  # let the last chord ring before the replay ends
 
 
+@dataclass(frozen=True)
+class TempoMap:
+    """The file's tempo changes as segments (start tick, its time in seconds, microseconds per beat): a take whose
+    tempo changed mid-jam, or that followed an external clock, replays at its own speed, and the waterfall stays
+    on its bars."""
+
+    segments: tuple[tuple[int, float, int], ...]
+    ticks_per_beat: int
+
+    @classmethod
+    def from_changes(cls, changes: list[tuple[int, int]], ticks_per_beat: int) -> TempoMap:
+        """``changes``: (tick, tempo) of every set_tempo, any order; before the first, 120 bpm (MIDI's default)."""
+        segments, last_tick, last_tempo, t = [], 0, 500000, 0.0
+        for tick, tempo in sorted(changes):
+            t += mido.tick2second(tick - last_tick, ticks_per_beat, last_tempo)
+            if segments and segments[-1][0] == tick:
+                segments.pop()
+            segments.append((tick, t, tempo))
+            last_tick, last_tempo = tick, tempo
+        if not segments or segments[0][0] > 0:
+            segments.insert(0, (0, 0.0, 500000))
+        return cls(tuple(segments), ticks_per_beat)
+
+    def seconds(self, tick: float) -> float:
+        start, t, tempo = next(s for s in reversed(self.segments) if s[0] <= tick) if tick >= 0 else self.segments[0]
+        return t + mido.tick2second(tick - start, self.ticks_per_beat, tempo)
+
+    def frame_at(self, seconds: float) -> float:
+        """The fractional frame (16th) sounding ``seconds`` into the replay."""
+        start, t, tempo = next((s for s in reversed(self.segments) if s[1] <= seconds), self.segments[0])
+        ticks = start + mido.second2tick(seconds - t, self.ticks_per_beat, tempo) if tempo else start
+        return ticks * 4 / self.ticks_per_beat
+
+
 @dataclass
 class Replay:
     name: str
@@ -38,6 +72,7 @@ class Replay:
     seconds: float
     model: str = ""
     lanes: list = field(default_factory=list)  # ``app.compare.LaneView``s: the take's and this version's chords
+    tempo: TempoMap | None = None  # None: one tempo, ``bpm``
 
 
 def load_replay(midi_path: str | Path, model: str = "", lanes: bool = False) -> Replay:
@@ -46,7 +81,7 @@ def load_replay(midi_path: str | Path, model: str = "", lanes: bool = False) -> 
     path = Path(midi_path)
     mid = mido.MidiFile(str(path))
     tpb = mid.ticks_per_beat
-    tempo, meter, markers = 500000, (4, 4), {}
+    tempos, meter, markers = [], (4, 4), {}
     notes: dict[str, list[tuple[int, int, int, int]]] = {"melody": [], "chords": [], "bass": [], "drums": []}
     controls: list[tuple[int, str, int, tuple[int, ...]]] = []  # the player's pedals and bends: (tick, part, ...)
     for track in mid.tracks:
@@ -54,7 +89,7 @@ def load_replay(midi_path: str | Path, model: str = "", lanes: bool = False) -> 
         for msg in track:
             tick += msg.time
             if msg.type == "set_tempo":
-                tempo = msg.tempo
+                tempos.append((tick, msg.tempo))
             elif msg.type == "time_signature":
                 meter = (msg.numerator, msg.denominator)
             elif msg.type == "marker":
@@ -69,7 +104,8 @@ def load_replay(midi_path: str | Path, model: str = "", lanes: bool = False) -> 
                 elif key in open_notes:
                     on, vel = open_notes.pop(key)
                     notes[CHANNEL_PART[msg.channel]].append((on, tick, msg.note, vel))
-    bpm = mido.tempo2bpm(tempo)
+    tempo_map = TempoMap.from_changes(tempos, tpb)
+    bpm = mido.tempo2bpm(tempo_map.segments[0][2] if tempos else 500000)  # the starting tempo
     frame = lambda tick: tick * 4 / tpb  # noqa: E731
     onsets: dict[int, list[tuple[int, int, int, str]]] = {}
     for part in ("bass", "chords"):
@@ -85,13 +121,13 @@ def load_replay(midi_path: str | Path, model: str = "", lanes: bool = False) -> 
                                  markers.get(on, ""), bass, upper, COMMITTED, True))
     melody = [NoteBlock(p, round(frame(on)), max(round(frame(off)), round(frame(on)) + 1))
               for on, off, p, _ in sorted(notes["melody"])]
-    sec = 60.0 / (bpm * tpb)
-    events = sorted([(on * sec, "on", part, p, v) for part, ns in notes.items() for on, _, p, v in ns]
-                    + [(off * sec, "off", part, p, 0) for part, ns in notes.items() for _, off, p, _ in ns]
-                    + [(tick * sec, "control", part, status, data) for tick, part, status, data in controls],
+    sec = tempo_map.seconds
+    events = sorted([(sec(on), "on", part, p, v) for part, ns in notes.items() for on, _, p, v in ns]
+                    + [(sec(off), "off", part, p, 0) for part, ns in notes.items() for _, off, p, _ in ns]
+                    + [(sec(tick), "control", part, status, data) for tick, part, status, data in controls],
                     key=lambda e: (e[0], e[1] == "on"))
     return Replay(path.stem, bpm, meter, blocks, melody, events, events[-1][0] if events else 0.0, model,
-                  _lanes(path) if lanes else [])
+                  _lanes(path) if lanes else [], tempo_map)
 
 
 def _lanes(path: Path) -> list:
@@ -159,7 +195,8 @@ class ReplayPlayer(LoopThread):
         r = self.replay
         if r is None or not self.active:
             return None
-        pos = (time.monotonic() - self._start) * r.bpm * 4 / 60
+        elapsed = time.monotonic() - self._start
+        pos = r.tempo.frame_at(elapsed) if r.tempo is not None else elapsed * r.bpm * 4 / 60
         lo, hi = pos - 64, pos + 64
         chords = [b if b.start > pos else ChordBlock(b.start, b.end, b.chord, b.symbol, b.bass, b.notes, PLAYED,
                                                      b.onset)

@@ -177,11 +177,11 @@ class WaterfallView(QWidget):
             top, bot = max(-4.0, y(end)), min(float(bottom) + 4, y(n.start))
             p.drawRoundedRect(QRectF(x[0] + 1, top, x[1] - 2, max(3.0, bot - top)), style.NOTE_RADIUS,
                               style.NOTE_RADIUS)
+        if s.lanes:
+            self._lanes(p, s, w, bottom, y, first, last)
         p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
         p.setPen(QPen(QColor(style.NOW_LINE), 2))
         p.drawLine(QPointF(style.GUTTER_WIDTH, now_y), QPointF(w, now_y))
-        if s.lanes:
-            self._lanes(p, s, w, bottom, y, first, last)
         if s.title:
             p.setPen(QColor(style.TEXT_DIM))
             p.drawText(QRectF(style.GUTTER_WIDTH + 6, 4, w, 16), Qt.AlignmentFlag.AlignLeft, s.title)
