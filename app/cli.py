@@ -296,6 +296,13 @@ def _jam(args: argparse.Namespace) -> int:
     record = check_target(args.record, MIDI) if args.record else None  # refused before the jam, not after it
     settings = JamSettings.from_args(args)  # a bad value is refused before a port opens or a model loads
     _check_clock_args(args)
+    if args.link:  # a missing binding is one line before a port opens
+        from .engine.link import load_binding
+
+        try:
+            load_binding()
+        except ImportError as e:
+            raise OptionError(f"--link: {e}") from None
     with _jam_signals() as signals:
         jam = _play_jam(args, record, settings, signals)
         if jam is None:
@@ -322,7 +329,7 @@ def _play_jam(args: argparse.Namespace, record, settings, signals: dict):
     from .session import JamRequest, open_jam, recover_unfinished, sessions_dir
 
     virtual_in = args.in_port == "virtual"
-    jam = None
+    jam = link_clock = None
 
     def on_note(ev) -> None:
         if jam is not None:
@@ -345,8 +352,13 @@ def _play_jam(args: argparse.Namespace, record, settings, signals: dict):
         _report_recoveries(recover_unfinished(journal_dir))  # a jam that crashed last time is saved before a new one
         print(f"keyboard: {keyboard.port_name or keyboard.name}" + (" (virtual port)" if virtual_in else ""))
         clocks = [p for p in (clock_in, clock_out) if p is not None]
+        if args.link:  # joined just before the jam: frame 0 is the session's bar line after the count-in
+            from .engine.link import LinkClock
+
+            link_clock = LinkClock.for_jam(settings)
+            print(f"clock: Ableton Link, {link_clock.bpm_at():g} bpm, {link_clock.link.numPeers()} peers", flush=True)
         jam = open_jam(JamRequest(policy, settings, journal_dir, sinks, teacher, ports=[*ports, keyboard, *clocks],
-                                  clock=clock_in.follower if clock_in else None,
+                                  clock=clock_in.follower if clock_in else link_clock,
                                   clock_out=[clock_out] if clock_out else ()))
         plan = settings.plan
         print(f"model {policy.bundle.name}{', intro by ' + teacher.bundle.name if teacher else ''}; "
@@ -360,7 +372,7 @@ def _play_jam(args: argparse.Namespace, record, settings, signals: dict):
         keyboard.close()
         if jam is not None:
             jam.stop()
-        for port in (clock_in, clock_out):
+        for port in (clock_in, clock_out, link_clock):
             if port is not None:
                 port.close()
         for c in closers:
@@ -375,6 +387,8 @@ def _check_clock_args(args: argparse.Namespace) -> None:
             raise OptionError(f"{flag} {value!r}: name a MIDI port (`comper list-ports`) or 'virtual'")
     if args.clock_in is not None and args.clock_out is not None:
         raise OptionError("--clock-out with --clock-in: Comper sends its clock only when it leads")
+    if getattr(args, "link", False) and (args.clock_in is not None or args.clock_out is not None):
+        raise OptionError("--link with --clock-in / --clock-out: the jam runs on one clock, the Link session's")
 
 
 def _open_clock(args: argparse.Namespace, settings) -> tuple:
@@ -644,6 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "a name from `comper list-ports`, or 'virtual'; the jam starts at its Start")
     j.add_argument("--clock-out", help="send the jam's MIDI clock (24 PPQN, Start/Stop) to this port, or 'virtual', "
                                        "so a DAW or drum machine follows Comper")
+    j.add_argument("--link", action="store_true", help="run on an Ableton Link session's beat grid and tempo (peers "
+                                                       "on the network follow tempo changes); pip install 'comper[link]'")
     j.add_argument("--soundfont")
     _add_plan_options(j, live=True)
     j.set_defaults(func=_jam)

@@ -31,7 +31,7 @@ from .engine.card import BundleError, Card
 from .engine.midifile import read_melody
 from .engine.options import BAND_KNOBS
 from .engine.planner import PlanSettings
-from .leadsheet.reharmonize import ChordLane, _live_pcs, lane
+from .leadsheet.reharmonize import ChordLane, lane, session_chord_pcs
 from .leadsheet.sheet import LeadSheetError, read_leadsheet
 from .recording.output import MIDI, OutputError, check_target, existing_sidecar, sidecar_path, write_together
 
@@ -149,7 +149,7 @@ def figures(sessions: list[Path], symbols: dict[str, frozenset[int]] | None = No
     frames = read_melody(sessions[0], track="Melody").frames
     pitches = [p for p, _ in frames]
     bar_frames = max(1, sheet.bar_ticks * 4 // sheet.ticks_per_beat)
-    return [lane(pitches, _live_pcs(s, len(frames), symbols), bar_frames) for s in sessions]
+    return [lane(pitches, session_chord_pcs(s, len(frames), symbols), bar_frames) for s in sessions]
 
 
 def compare(take: str | Path, model: str | None = None, steer: str | None = None, out: str | Path | None = None,

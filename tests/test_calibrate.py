@@ -3,6 +3,7 @@ engine's steering, chosen on the validation split and written into its card."""
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,20 @@ def test_calibrate_refuses_what_it_cannot_calibrate_in_one_line(small_cache, own
     err = capsys.readouterr().err.strip()
     assert "--offsets -6" in err and "must be between" in err and "\n" not in err
     assert own_bundle.read_text() == before  # nothing written
+
+
+def test_the_teachers_second_opinion_is_calibrated_on_whole_validation_melodies(small_cache, tmp_path, capsys):
+    """An offline-teacher card is calibrated on what it plays: ``comper reharmonize`` of whole melodies."""
+    teacher = Path(__file__).resolve().parents[1] / "models" / "offline-teacher.json"
+    for f in teacher.parent.glob("offline-teacher.*"):
+        shutil.copy(f, tmp_path / f.name)
+    card_path = tmp_path / "offline-teacher.json"
+    code = main(["calibrate", "--bundle", str(card_path), "--cache", str(small_cache[0].path), "--songs", "1",
+                 "--offsets", "-1", "0", "--write"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    trials = [line for line in out.splitlines() if line.startswith("offset")]
+    assert len(trials) == 2 and all("harmony 0." in t or "harmony 1." in t for t in trials)
+    card = Card.load(card_path)
+    assert card.role == "offline_teacher" and card.steering.chosen_on == "valid"
+    assert card.change_cost_offset in (-1.0, 0.0)

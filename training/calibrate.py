@@ -1,7 +1,8 @@
 """Calibrate the engine's steering to one policy, on the validation split: the ``steering.change_cost_offset`` of
 its card.
 
-    comper-train calibrate --bundle models/gapt.json --cache cache/data --songs 96 --jobs 2 --write
+    comper-train calibrate --bundle models/gapt.json --cache cache/data --songs 120 --jobs 2 --write
+    comper-train calibrate --bundle models/offline-teacher.json --cache cache/data --songs 24 --offsets -2 -1 0 --write
 
 Why: the steering presets were chosen on one model, and the change cost that makes it change chord as often as
 the songs do is not another model's. A policy trained toward a teacher holds its chords longer (its own
@@ -12,7 +13,8 @@ shipped model, and the player's knob keeps its meaning.
 How: every offset of a small grid runs the same validation songs through the app's engine (the live protocol,
 the player's preset and plan settings), and the offset whose chord changes per bar are nearest the songs' own is
 chosen (a tie: the higher harmony). Harmony, Vendi and out-of-key time are printed beside it, so a setting that
-buys the rhythm with the harmony is seen. Never the test songs.
+buys the rhythm with the harmony is seen. Never the test songs. For the offline teacher the trial is its second
+opinion on each song's whole melody (``comper reharmonize``), not the live protocol (it plays no live jam).
 """
 
 from __future__ import annotations
@@ -86,6 +88,49 @@ def calibrate(card_path: Path, cache: Path, plan, offsets: tuple[float, ...] = D
         trials.append(trial)
         log(f"offset {offset:+5.1f}  harmony {trial.harmony:.3f}  Vendi {trial.vendi:5.2f}  changes/bar "
             f"{trial.changes_per_bar:.2f} ({trial.rhythm_ratio:.2f}x the songs')  out-of-key {trial.out_of_key:.3f}")
+    return choose(trials), trials
+
+
+def calibrate_teacher(card_path: Path, cache: Path, steer, offsets: tuple[float, ...] = (-2.0, -1.0, 0.0),
+                      songs: int = 24, seed: int = 0, temperature: float = 1.0, log=print
+                      ) -> tuple[Trial, list[Trial]]:
+    """The same choice for the offline teacher's second opinion (``comper reharmonize``): each validation song's
+    whole melody comped by the steered teacher (``app.leadsheet.reharmonize.teacher_tokens``, song i with seed
+    ``seed + i``), per offset. Vendi and out-of-key time are not measured here (NaN)."""
+    import numpy as np
+
+    from app.engine.bundle import load_bundle
+    from app.engine.teacher import OnnxTeacher
+    from app.leadsheet.reharmonize import teacher_tokens
+
+    from .data.cache import DataError
+    from .data.cache import load as load_cache
+    from .evaluate import fixed_songs, select_songs
+    from .evaluation.harmony import note_in_chord
+    from .evaluation.heard import changes_per_bar
+
+    if steer.is_off:
+        raise DataError("comper-train calibrate: --steer off plays the raw teacher; there is no steering to calibrate")
+    teacher = OnnxTeacher(load_bundle(card_path))
+    vocab, own = teacher.card.vocab, teacher.card.change_cost_offset
+    data = load_cache(cache)
+    songs_ = fixed_songs(data, select_songs(data, "valid", songs))
+    truth = [changes_per_bar(f.chord.astype(np.int64), songs_.bar_frames(i)) for i, f in enumerate(songs_.frames)]
+    trials = []
+    for offset in offsets:
+        settings = replace(steer, change_cost=steer.change_cost + offset - own)
+        harmony, rate = [], []
+        for i, f in enumerate(songs_.frames):
+            frames = [(int(p), bool(o)) for p, o in zip(f.melody, f.melody_onset)]
+            tokens = teacher_tokens(teacher, frames, seed + i, temperature, settings, songs_.bar_frames(i))
+            chords = np.array([vocab.chord_info[t].chord if t in vocab.chord_info else -1 for t in tokens])
+            harmony.append(note_in_chord(np.asarray(f.melody), chords))
+            rate.append(changes_per_bar(chords, songs_.bar_frames(i)))
+        trial = Trial(offset, float(np.mean([h for h in harmony if h is not None])), float("nan"),
+                      float(np.mean(rate)), float(np.mean(truth)), float("nan"))
+        trials.append(trial)
+        log(f"offset {offset:+5.1f}  harmony {trial.harmony:.3f}  changes/bar {trial.changes_per_bar:.2f} "
+            f"({trial.rhythm_ratio:.2f}x the songs')")
     return choose(trials), trials
 
 

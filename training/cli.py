@@ -189,17 +189,21 @@ def _card(args: argparse.Namespace) -> None:
 
 
 def _calibrate(args: argparse.Namespace) -> None:
-    from app.engine.card import BundleError
+    from app.engine.card import BundleError, Card
     from app.engine.options import plan_from_args
     from app.engine.steering import preset_of
 
-    from .calibrate import calibrate, write_calibration
+    from .calibrate import calibrate, calibrate_teacher, write_calibration
 
     try:
         plan = plan_from_args(args)
-        chosen, _ = calibrate(Path(args.bundle), Path(args.cache), plan, tuple(args.offsets), "valid", args.songs,
-                              plan.seed, _live_teacher(args.teacher), args.jobs,
-                              Path(args.embedding) if args.embedding else None)
+        if Card.load(args.bundle).role == "offline_teacher":  # its second opinion on whole melodies
+            chosen, _ = calibrate_teacher(Path(args.bundle), Path(args.cache), plan.steer, tuple(args.offsets),
+                                          args.songs, plan.seed)
+        else:
+            chosen, _ = calibrate(Path(args.bundle), Path(args.cache), plan, tuple(args.offsets), "valid",
+                                  args.songs, plan.seed, _live_teacher(args.teacher), args.jobs,
+                                  Path(args.embedding) if args.embedding else None)
         print(f"chosen: change-cost offset {chosen.offset:+g} ({chosen.rhythm_ratio:.2f}x the songs' chord changes, "
               f"harmony {chosen.harmony:.3f}) on {args.songs} validation songs")
         if args.write:
@@ -364,8 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--out", required=True, help="the run folder to write (ckpt_best.pt, ckpt_last.pt, config.json)")
     rc.set_defaults(func=_recover)
 
-    cb = stages.add_parser("calibrate", help="the change-cost offset that gives a policy the songs' harmonic rhythm "
-                                             "under the engine's steering (validation split), into its card")
+    cb = stages.add_parser("calibrate", help="the change-cost offset that gives a policy (or the teacher's second "
+                                             "opinion) the songs' harmonic rhythm under the engine's steering "
+                                             "(validation split), into its card")
     cb.add_argument("--bundle", required=True, help="an online-policy bundle's card, e.g. models/gapt.json")
     cb.add_argument("--cache", required=True)
     cb.add_argument("--songs", type=int, default=96, help="validation songs per trial (default 96)")

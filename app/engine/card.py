@@ -10,7 +10,7 @@ what is wrong. What the app reads is a typed attribute (``card.vocab.bos``, ``ca
 
 ``steering`` (optional) calibrates the engine's decode-time steering to this model: ``change_cost_offset`` nats
 are added to whatever change cost the player chose (a preset or the knob), because the presets were chosen on
-one model and another may hold its chords longer (RL policies trained toward a teacher do: they need about 2
+one model and another may hold its chords longer (every policy shipped since 2026-12-04 does: it needs about 2
 nats less to change as often as the songs). ``chosen_on`` says on which split it was chosen. It never acts when
 steering is off: the raw policy stays raw.
 

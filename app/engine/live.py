@@ -16,7 +16,8 @@ A further housekeeping thread checks the MIDI ports once a second (unplug, replu
 
 The clock is the jam's own ``FrameClock`` (``set_tempo`` replaces it with one that changes tempo at the next beat;
 ``clock_out`` ports get it as MIDI clock, ``midi/clock.py``) or an external MIDI clock's ``ClockFollower``
-(``follow.py``: its Stop pauses the jam and releases the chord). The scheduler reads it again at every wait, and a
+(``follow.py``: its Stop pauses the jam and releases the chord) or an Ableton Link session's ``LinkClock``
+(``link.py``: ``set_tempo`` sets the session's tempo). The scheduler reads it again at every wait, and a
 frame whose whole time has passed when it gets there (the external clock resumed further on) is counted as played
 but not struck, so nothing sounds in a burst. The recording keeps the grid the take ran on: a tempo change is
 journaled where it starts, an external clock's frames each with its time, so the saved file keeps every beat.
@@ -245,6 +246,8 @@ class JamSession:
         """The jam's own clock at ``bpm`` from the next beat on, without stopping (the clock sent out follows);
         returns that beat's frame. None: no clock yet, or an external clock, whose tempo is its source's."""
         clock = self.clock
+        if hasattr(clock, "set_tempo"):  # an Ableton Link session (``link.LinkClock``): every peer follows
+            return clock.set_tempo(bpm)  # its frames' times are journaled one by one (``external``)
         if not isinstance(clock, FrameClock):
             return None
         beat = (math.floor(clock.position(time.monotonic()) / FRAMES_PER_BEAT) + 1) * FRAMES_PER_BEAT

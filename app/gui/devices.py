@@ -4,7 +4,9 @@ sent to), the built-in synth (on/off, soundfont, instruments, volumes) and the p
 Every MIDI picker also offers a virtual port of our own (``VIRTUAL_PORT``: "Comper in", "Comper out", ...), for a
 DAW or another program on this machine to connect to. The clock source is "Internal" (Comper leads: its tempo
 setting, changeable mid-jam at the next beat) or a port whose MIDI clock the jam follows (``engine/follow.py``: the
-jam starts at the source's Start and pauses at its Stop); the clock out sends Comper's own clock (24 PPQN,
+jam starts at the source's Start and pauses at its Stop) or "Ableton Link" (``engine/link.py``, the optional extra
+``comper[link]``: the jam plays on the Link session's beat grid and tempo, and its tempo setting sets the session's);
+the clock out sends Comper's own clock (24 PPQN,
 Start / Stop) so a drum machine follows it, and is silent while Comper follows.
 
 Ports are remembered by name. A remembered port that is not plugged in stays selected ("waiting") and opens by
@@ -53,6 +55,8 @@ NONE_OUT = "None"
 INTERNAL_CLOCK = "Internal (Comper leads)"
 NO_CLOCK_OUT = "Off"
 VIRTUAL_PORT = "<virtual>"  # what the settings keep for "a virtual port of our own"
+LINK_CLOCK = "<link>"  # what the settings keep for the clock source "Ableton Link"
+LINK_LABEL = "Ableton Link"
 VIRTUAL_NAMES = {"in": "Comper in", "out": "Comper out", "clock": "Comper clock in", "clock out": "Comper clock out"}
 OWN_CLIENT = "Comper"  # our own rtmidi client's ports are not offered (no loops)
 
@@ -113,6 +117,7 @@ class MidiDevices(QObject):
         self.input: MidiInput | None = None
         self.output: MidiOutput | None = None
         self.clock_in: ClockInput | None = None  # the external clock's port; its follower is made for each jam
+        self.link = None  # the Ableton Link session joined (a ``link.Link``) when it is the clock source
         self.clock_out: MidiOutput | None = None
         self.inputs: list[str] = []
         self.outputs: list[str] = []
@@ -155,7 +160,12 @@ class MidiDevices(QObject):
             port, virtual=virtual, wait_for_port=not virtual))
 
     def set_clock_source(self, name: str) -> None:
-        """Follow the clock of port ``name`` ("": Comper's own clock)."""
+        """Follow the clock of port ``name`` ("": Comper's own clock; ``LINK_CLOCK``: an Ableton Link session)."""
+        join = name == LINK_CLOCK
+        if join or self.link is not None:
+            self.bg.submit("io", lambda: self._join_link(join), lambda r: self.opened.emit("clock", *r))
+        if join:
+            name = ""  # no clock port
         self._reopen("clock_in", "clock", name, lambda port, virtual: ClockInput(
             port, ClockFollower(), virtual=virtual, wait_for_port=not virtual))
 
@@ -164,9 +174,29 @@ class MidiDevices(QObject):
         self._reopen("clock_out", "clock out", name, lambda port, virtual: MidiOutput(
             port, virtual=virtual, wait_for_port=not virtual, client_name="Comper clock"))
 
-    def clocks_for(self, settings: JamSettings) -> tuple[ClockFollower | None, list[MidiOutput]]:
+    def _join_link(self, join: bool) -> tuple[str, str]:
+        """Join the Ableton Link session (or leave it); (the picker's name, a state or a one-line error)."""
+        if self.link is not None:
+            self.link.enabled = False
+            self.link = None
+        if not join:
+            return "", ""
+        from ..engine.link import load_binding
+
+        try:
+            self.link = load_binding().Link(120.0)  # each jam sets its tempo if no peer has one
+        except ImportError as e:
+            return LINK_LABEL, str(e)
+        self.link.enabled = True
+        return LINK_LABEL, "connected"
+
+    def clocks_for(self, settings: JamSettings) -> tuple[object | None, list[MidiOutput]]:
         """What a jam with ``settings`` runs on: (the external clock it follows, made for it, or None: its own
         clock) and the ports its own clock is sent to (none while it follows)."""
+        if self.link is not None:
+            from ..engine.link import LinkClock
+
+            return LinkClock.for_jam(settings, link=self.link), []
         clock_in = self.clock_in
         if clock_in is not None:
             clock_in.follower = ClockFollower.for_jam(settings)  # an attribute swap: the reader feeds the new one
@@ -199,6 +229,9 @@ class MidiDevices(QObject):
             if port is not None:
                 port.close()
         self.input = self.output = self.clock_in = self.clock_out = None
+        if self.link is not None:
+            self.link.enabled = False  # leave the Ableton Link session
+            self.link = None
 
 
 class ActivityLight(QWidget):
@@ -256,7 +289,8 @@ class DevicesPanel(QWidget):
         self.output_combo, self.output_light = QComboBox(), ActivityLight()
         self.clock_combo, self.clock_light = QComboBox(), ActivityLight()
         self.clock_out_combo, self.clock_out_light = QComboBox(), ActivityLight()
-        self.clock_combo.setToolTip("Internal: Comper's own tempo. A port: follow its MIDI clock (the jam starts "
+        self.clock_combo.setToolTip("Internal: Comper's own tempo. Ableton Link: the Link session's beat and tempo. "
+                                    "A port: follow its MIDI clock (the jam starts "
                                     "at its Start, pauses at its Stop)")
         self.clock_out_combo.setToolTip("Send Comper's own clock (24 PPQN, Start/Stop) to a DAW or drum machine")
         self.keys_light = ActivityLight()
@@ -348,7 +382,7 @@ class DevicesPanel(QWidget):
         """Refill the pickers; a remembered port that is missing stays listed (and selected) as waiting."""
         _fill(self.input_combo, NONE_IN, inputs, self._in_name, VIRTUAL_NAMES["in"])
         _fill(self.output_combo, NONE_OUT, outputs, self._out_name, VIRTUAL_NAMES["out"])
-        _fill(self.clock_combo, INTERNAL_CLOCK, inputs, self._clock_name, VIRTUAL_NAMES["clock"])
+        _fill(self.clock_combo, INTERNAL_CLOCK, inputs, self._clock_name, VIRTUAL_NAMES["clock"], LINK_CHOICE)
         _fill(self.clock_out_combo, NO_CLOCK_OUT, outputs, self._clock_out_name, VIRTUAL_NAMES["clock out"])
         text = reason or f"{len(inputs)} input(s), {len(outputs)} output(s)"
         if self.midi_status.text() != text:
@@ -368,7 +402,7 @@ class DevicesPanel(QWidget):
     def select_clock_source(self, name: str) -> None:
         """Follow port ``name``'s clock ("": Comper's own), as if chosen in the list."""
         self._clock_name = name
-        _fill(self.clock_combo, INTERNAL_CLOCK, [], name, VIRTUAL_NAMES["clock"])
+        _fill(self.clock_combo, INTERNAL_CLOCK, [], name, VIRTUAL_NAMES["clock"], LINK_CHOICE)
         self.clock_source_selected.emit(name)
 
     def select_clock_out(self, name: str) -> None:
@@ -394,9 +428,13 @@ def _row(*widgets: QWidget) -> QWidget:
     return w
 
 
-def _fill(combo: QComboBox, none_label: str, names: list[str], selected: str, virtual: str) -> None:
-    items = [(none_label, "")] + [(n, n) for n in names] + [(f"Virtual port ({virtual})", VIRTUAL_PORT)]
-    if selected and selected not in names and selected != VIRTUAL_PORT:
+LINK_CHOICE = ((LINK_LABEL, LINK_CLOCK),)  # the Clock picker's choice beyond ports
+
+
+def _fill(combo: QComboBox, none_label: str, names: list[str], selected: str, virtual: str,
+          extra: tuple[tuple[str, str], ...] = ()) -> None:
+    items = [(none_label, "")] + [*extra] + [(n, n) for n in names] + [(f"Virtual port ({virtual})", VIRTUAL_PORT)]
+    if selected and selected not in names and selected != VIRTUAL_PORT and all(d != selected for _, d in extra):
         items.append((f"{selected} (not connected)", selected))
     current = [(combo.itemText(i), combo.itemData(i)) for i in range(combo.count())]
     if current == items and combo.currentData() == (selected or ""):

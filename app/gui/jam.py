@@ -94,7 +94,7 @@ class JamController(QObject):
             note = "demo: no intro teacher is shipped, so the chords start at once"
         header = {"programs": config.programs, "input": "demo" if config.demo else "live", "app": "desktop"}
         follower, clock_out = self.clocks(s) if self.clocks is not None else (None, [])
-        if follower is not None:
+        if follower is not None and not hasattr(follower, "set_tempo"):  # a MIDI clock (Link runs at once)
             note = (note + "; " if note else "") + "waiting for the external clock's Start"
         running = open_jam(JamRequest(policy, s, self.sessions_dir(), self.sinks, teacher, header=header,
                                       on_fault=lambda _: self._faulted.emit(), clock=follower, clock_out=clock_out))

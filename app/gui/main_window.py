@@ -24,7 +24,7 @@ from .audio import MixSink, SynthHost
 from .background import Background
 from .computer_keyboard import KEY_HELP, ComputerKeyboard, KeyboardFilter
 from .demo import DemoPlayer
-from .devices import DevicesPanel, MidiDevices, PortSink, light_state
+from .devices import LINK_CLOCK, DevicesPanel, MidiDevices, PortSink, light_state
 from .elide import ElidedLabel
 from .jam import IDLE, RUNNING, STARTING, JamConfig, JamController, new_seed
 from .metronome import Metronome
@@ -313,7 +313,8 @@ class MainWindow(QMainWindow):
         if state == STARTING:
             self.stall.reset()  # the health line's figure is per jam, its start and save included
         self.transport.set_running(state)
-        if state == RUNNING and not self.s.clock_source:  # Comper's own clock: a new tempo takes over at the next beat
+        if state == RUNNING and self.s.clock_source in ("", LINK_CLOCK):  # Comper's own clock or a Link session's:
+            # a new tempo takes over at the next beat
             for w in (self.transport.tempo, self.transport.tap):
                 w.setEnabled(True)
                 w.setToolTip(w.property("help") or "")

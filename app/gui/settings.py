@@ -38,7 +38,8 @@ class AppSettings:
     # devices
     midi_in: str = ""  # port name ("" = none: the computer keyboard only; devices.VIRTUAL_PORT: our own port)
     midi_out: str = ""
-    clock_source: str = ""  # the port whose MIDI clock the jam follows ("" = Comper's own clock)
+    clock_source: str = ""  # the port whose MIDI clock the jam follows ("" = Comper's own clock; devices.LINK_CLOCK:
+    # an Ableton Link session)
     clock_out: str = ""  # the port Comper's own clock is sent to ("" = none)
     synth_on: bool = True
     soundfont: str = ""  # "" = the system's General MIDI soundfont

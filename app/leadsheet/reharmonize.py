@@ -127,8 +127,8 @@ def lane(melody: Sequence[int], chord_pcs: Sequence[frozenset[int] | None], bar_
     return ChordLane(harmony, changes, distinct, len(chord_pcs) / bar_frames)
 
 
-def _live_pcs(take: Path, n_frames: int, symbols: dict[str, frozenset[int]]) -> list[frozenset[int] | None]:
-    """The take's own chords per frame, from its lead sheet (the chord markers and where chords sound)."""
+def session_chord_pcs(take: Path, n_frames: int, symbols: dict[str, frozenset[int]]) -> list[frozenset[int] | None]:
+    """A session's chords per frame (pitch-class sets), from its lead sheet: the chord markers and where chords sound."""
     sheet = read_leadsheet(take)
     per_frame: list[frozenset[int] | None] = [None] * n_frames
     frame_ticks = sheet.ticks_per_beat / 4
@@ -213,7 +213,7 @@ def second_opinion(take: str | Path, teacher: OnnxTeacher, out: str | Path | Non
     symbols = {t.symbol: frozenset(t.pitch_classes) for t in vocab.chord_info.values()}
     pitches = [p for p, _ in frames]
     teacher_pcs = [frozenset(vocab.chord_info[t].pitch_classes) if t in vocab.chord_info else None for t in chords]
-    live_lane = lane(pitches, _live_pcs(take, len(frames), symbols), bar_frames)
+    live_lane = lane(pitches, session_chord_pcs(take, len(frames), symbols), bar_frames)
     teacher_lane = lane(pitches, teacher_pcs, bar_frames)
 
     end = max(sum(m.time for m in t) for t in mid.tracks)
