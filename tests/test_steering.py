@@ -37,6 +37,11 @@ def gapt():
     return OnnxPolicy(load_bundle(resolve_model("gapt")))
 
 
+def uncalibrated(policy):
+    """The card without its steering calibration: the priors' arithmetic on its own."""
+    return replace(policy.card, steering=None)
+
+
 def _changes(vocab, chords):
     """(frame, chord index) of every frame whose sounding chord differs from the previous frame's."""
     out, prev = [], None
@@ -84,13 +89,15 @@ def test_chords_change_only_on_the_chosen_grid(ode, gapt, rhythm, grid):
 
 
 def test_raw_policy_changes_off_the_beat_and_the_default_steering_does_not(ode, gapt):
-    raw = Planner(gapt, PlanSettings(seed=0, listen_beats=0, steer=STEER_OFF))
-    steered = Planner(gapt, PlanSettings(seed=0, listen_beats=0))
-    raw_changes = _changes(raw.vocab, simulate(raw, ode.frames).chords)
-    steered_changes = _changes(steered.vocab, simulate(steered, ode.frames).chords)
+    raw_changes, steered_changes = [], []
+    for seed in range(3):  # the RL policies rarely change off the beat: three takes of the tune, each way
+        raw = Planner(gapt, PlanSettings(seed=seed, listen_beats=0, steer=STEER_OFF))
+        steered = Planner(gapt, PlanSettings(seed=seed, listen_beats=0))
+        raw_changes += _changes(raw.vocab, simulate(raw, ode.frames).chords)
+        steered_changes += _changes(steered.vocab, simulate(steered, ode.frames).chords)
     assert any(f % 4 for f, _ in raw_changes)
     assert not any(f % 4 for f, _ in steered_changes)
-    assert len(steered_changes) < len(raw_changes)
+    assert len(steered_changes) >= 3 * len(ode.frames) / 64  # and it does not freeze: a change every 4 bars
 
 
 def _out_of_key_time(planner, chords, key: Key) -> float:
@@ -168,7 +175,7 @@ def test_saved_settings_from_another_build_are_clamped_not_trusted():
 
 
 def test_the_prior_holds_the_chord_off_the_grid_and_prices_a_change_on_it(gapt):
-    s = Steerer(gapt.card, replace(STEER_OFF, rhythm="auto", change_cost=1.0))
+    s = Steerer(uncalibrated(gapt), replace(STEER_OFF, rhythm="auto", change_cost=1.0))
     v = {t["symbol"]: t["id"] for t in gapt.card["tokens"] if t["kind"] == "chord_on"}
     hold_c = next(t["id"] for t in gapt.card["tokens"] if t["kind"] == "chord_hold" and t["symbol"] == "C")
     off_grid = s.prior(5, v["C"], [])
@@ -181,7 +188,7 @@ def test_the_prior_holds_the_chord_off_the_grid_and_prices_a_change_on_it(gapt):
 def test_a_negative_change_cost_favours_a_change_over_holding(gapt):
     """For a policy that already changes at the songs' rate, the fit priors freeze it: a negative cost is the
     musician's "eager to change" end of the same knob; off the grid a change stays impossible."""
-    s = Steerer(gapt.card, replace(STEER_OFF, rhythm="auto", change_cost=-1.5).checked())  # in range
+    s = Steerer(uncalibrated(gapt), replace(STEER_OFF, rhythm="auto", change_cost=-1.5).checked())  # in range
     v = {t["symbol"]: t["id"] for t in gapt.card["tokens"] if t["kind"] == "chord_on"}
     hold_c = next(t["id"] for t in gapt.card["tokens"] if t["kind"] == "chord_hold" and t["symbol"] == "C")
     on_bar, on_beat, off_grid = s.prior(16, v["C"], []), s.prior(20, v["C"], []), s.prior(5, v["C"], [])
@@ -195,10 +202,11 @@ def test_a_cards_calibration_shifts_the_players_change_cost_and_never_touches_th
     """RL policies trained toward a teacher hold chords longer than the model the presets were chosen on; their
     card says by how much, and the engine adds it to whatever cost the player chose."""
     calibrated = replace(gapt.card, steering=SteeringCalibration(-2.0, "valid"))
+    assert gapt.card.change_cost_offset == -2.0  # the shipped default model carries its calibration
     assert Card.from_dict(calibrated.to_dict()).change_cost_offset == -2.0  # written and read back
     v = {t["symbol"]: t["id"] for t in gapt.card["tokens"] if t["kind"] == "chord_on"}
     settings = replace(STEER_OFF, rhythm="auto", change_cost=0.5)
-    plain, shifted = Steerer(gapt.card, settings), Steerer(calibrated, settings)
+    plain, shifted = Steerer(uncalibrated(gapt), settings), Steerer(calibrated, settings)
     assert plain.prior(16, v["C"], [])[v["G"]] == -0.5 and shifted.prior(16, v["C"], [])[v["G"]] == 1.5
     assert np.isinf(shifted.prior(5, v["C"], [])[v["G"]])  # off the grid the chord is still held
     assert Steerer(calibrated, STEER_OFF).prior(16, v["C"], []) is None  # steering off: the raw policy
@@ -209,7 +217,7 @@ def test_a_cards_calibration_shifts_the_players_change_cost_and_never_touches_th
 
 
 def test_melody_fit_prefers_chords_that_hold_the_recent_melody(gapt):
-    s = Steerer(gapt.card, replace(STEER_OFF, melody_fit=2.0))
+    s = Steerer(uncalibrated(gapt), replace(STEER_OFF, melody_fit=2.0))
     v = {t["symbol"]: t["id"] for t in gapt.card["tokens"] if t["kind"] == "chord_on"}
     prior = s.prior(16, None, [64, 64, 67, 67, 60, 60])  # E, G, C: a C major arpeggio
     assert prior[v["C"]] == pytest.approx(2.0)
