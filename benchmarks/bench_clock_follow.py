@@ -11,7 +11,9 @@ a synth would not) a *clock source* and a *receiver*. The clock source sends a f
 Start, then 24 ticks a beat: ``--low`` bpm for 8 beats (the count-in bar and the first bar), a ramp to ``--high``
 over ``--ramp-beats``, 8 beats there, the ramp back down, 8 beats at ``--low``, then Stop; it plays a melody note
 every other beat into Comper's input on the same ticks, and notes the time it sent every 6th tick after Start:
-the external 16th grid. The receiver's rtmidi callback stamps every message with ``time.monotonic()`` on arrival.
+the external 16th grid, whose last point is the Stop (sent where the next 16th's tick would have been: a chord
+due on that 16th is struck as the Stop arrives, and is measured against it). The receiver's rtmidi callback stamps
+every message with ``time.monotonic()`` on arrival.
 
 What is measured, for every chord and bass note-on that arrives: arrival time minus the grid time of the nearest
 external 16th (chords start on 16ths); the headline is the p99 of its size (early or late). Beside it:
@@ -115,6 +117,7 @@ def clock_source(conn, bpms: list[float], low: float) -> None:
             held = None
         t += 60 / (24 * bpm)
     at(t)
+    grid.append(time.monotonic())  # the 16th the source stops on: a chord due there is struck as Stop arrives
     clock.send_message([0xFC])
     time.sleep(0.1)
     for rt in (clock, keys):
