@@ -33,7 +33,14 @@ from .engine.options import BAND_KNOBS
 from .engine.planner import PlanSettings
 from .leadsheet.reharmonize import ChordLane, lane, session_chord_pcs
 from .leadsheet.sheet import LeadSheetError, read_leadsheet
-from .recording.output import MIDI, OutputError, check_target, existing_sidecar, sidecar_path, write_together
+from .recording.output import (
+    MIDI,
+    OutputError,
+    check_target,
+    read_sidecar,
+    sidecar_path,
+    write_together,
+)
 
 MARK = ".vs-"  # TAKE.mid -> TAKE.vs-realchords.mid
 SOURCE_KEYS = ("comparison_of", "second_opinion_of")  # sidecar fields naming the take a version was made from
@@ -58,16 +65,6 @@ class LaneView:
     figures: ChordLane
     blocks: tuple[tuple[int, int, str], ...]
     playing: bool  # the version being replayed (drawn bright)
-
-
-def read_sidecar(midi: str | Path) -> dict[str, Any]:
-    """A session's sidecar ({} when there is none, or it is not a JSON object)."""
-    path = existing_sidecar(midi)
-    try:
-        side = json.loads(path.read_text(encoding="utf-8")) if path else {}
-    except (OSError, ValueError):
-        return {}
-    return side if isinstance(side, dict) else {}
 
 
 def sha256_of(path: str | Path) -> str:

@@ -44,7 +44,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jackserver import jack_server  # noqa: E402
+from jackserver import jack_server, receiver  # noqa: E402
 from machine import describe  # noqa: E402
 
 from app.engine.options import JamSettings, add_arguments, add_plan_arguments, knob, parse_args  # noqa: E402
@@ -61,24 +61,7 @@ def tempo_plan(low: float, high: float, ramp: int) -> list[float]:
     return [bpm for bpm in beats for _ in range(24)]  # per tick (the tempo steps at the beat, 24 ticks apart)
 
 
-# --- the two other MIDI clients (child processes) ------------------------------------------------------------
-
-
-def receiver(conn, client: str) -> None:
-    """A synth: a virtual JACK MIDI input whose callback stamps each message on arrival. Sends back the list."""
-    import rtmidi
-
-    got: list[tuple[float, list[int]]] = []
-    rt = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, client, 8192)
-    rt.ignore_types(True, True, True)
-    rt.set_callback(lambda msg, _: got.append((time.monotonic(), msg[0])))
-    rt.open_virtual_port("midi")
-    conn.send("ready")
-    conn.recv()  # stop
-    rt.cancel_callback()
-    rt.close_port()
-    rt.delete()
-    conn.send(got)
+# --- the other MIDI clients (child processes; the receiver is jackserver.receiver) -----------------------------
 
 
 def clock_source(conn, bpms: list[float], low: float) -> None:

@@ -48,7 +48,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jackserver import jack_server  # noqa: E402
+from jackserver import jack_server, receiver  # noqa: E402
 from machine import describe  # noqa: E402
 
 from app.engine.options import JamSettings, add_arguments, add_plan_arguments, knob, parse_args  # noqa: E402
@@ -57,24 +57,7 @@ TARGET_P99_MS = 2.0
 IN_PORT = "bench-in"
 
 
-# --- the two other MIDI clients (child processes) ------------------------------------------------------------
-
-
-def receiver(conn, client: str) -> None:
-    """A synth: a virtual JACK MIDI input whose callback stamps each message on arrival. Sends back the list."""
-    import rtmidi
-
-    got: list[tuple[float, list[int]]] = []
-    rt = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, client, 8192)
-    rt.ignore_types(True, True, True)
-    rt.set_callback(lambda msg, _: got.append((time.monotonic(), msg[0])))
-    rt.open_virtual_port("midi")
-    conn.send("ready")
-    conn.recv()  # stop
-    rt.cancel_callback()
-    rt.close_port()
-    rt.delete()
-    conn.send(got)
+# --- the other MIDI clients (child processes; the receiver is jackserver.receiver) -----------------------------
 
 
 def player(conn, port_suffix: str, events: list[tuple[float, list[int]]]) -> None:

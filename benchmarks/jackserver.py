@@ -81,3 +81,21 @@ def jack_server(name: str | None = None, period: int = 256, rate: int = 48000, *
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def receiver(conn, client: str) -> None:
+    """A synth, in a child process of the benchmarks: a virtual JACK MIDI input whose callback stamps each message
+    on arrival. Sends back the list."""
+    import rtmidi
+
+    got: list[tuple[float, list[int]]] = []
+    rt = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, client, 8192)
+    rt.ignore_types(True, True, True)
+    rt.set_callback(lambda msg, _: got.append((time.monotonic(), msg[0])))
+    rt.open_virtual_port("midi")
+    conn.send("ready")
+    conn.recv()  # stop
+    rt.cancel_callback()
+    rt.close_port()
+    rt.delete()
+    conn.send(got)

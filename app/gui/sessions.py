@@ -36,7 +36,15 @@ from PySide6.QtWidgets import (
 )
 
 from ..recording.journal import SUFFIX
-from ..recording.output import MIDI, OutputError, existing_sidecar, sidecar_path, write_file, write_together
+from ..recording.output import (
+    MIDI,
+    OutputError,
+    existing_sidecar,
+    read_sidecar,
+    sidecar_path,
+    write_file,
+    write_together,
+)
 from .ab import BlindAB
 from .background import Background
 
@@ -72,18 +80,8 @@ class SessionInfo:
         return f"{self.midi}\nmodel {self.model or '?'}, {self.notes} melody notes, {self.chords} chord onsets"
 
 
-def _read_sidecar(midi: Path) -> dict:
-    """The sidecar's fields ({} when there is none or it cannot be read)."""
-    path = existing_sidecar(midi)
-    try:
-        side = json.loads(path.read_text(encoding="utf-8")) if path else {}
-    except (OSError, ValueError):
-        return {}
-    return side if isinstance(side, dict) else {}
-
-
 def read_session(midi: Path) -> SessionInfo:
-    side = _read_sidecar(midi)
+    side = read_sidecar(midi)
     model = side.get("model") or {}
     return SessionInfo(midi, midi.stem, side.get("started") or "", float(side.get("duration_seconds") or 0.0),
                        model.get("name", "") if isinstance(model, dict) else str(model),

@@ -21,6 +21,7 @@ The sidecar is ``NAME.mid.session.json``: it cannot be the MIDI file itself nor 
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import uuid
@@ -58,6 +59,16 @@ def existing_sidecar(midi_path: str | os.PathLike) -> Path | None:
         if p.is_file():
             return p
     return None
+
+
+def read_sidecar(midi_path: str | os.PathLike) -> dict:
+    """A session's sidecar fields ({} when there is none, it cannot be read, or it is not a JSON object)."""
+    path = existing_sidecar(midi_path)
+    try:
+        side = json.loads(path.read_text(encoding="utf-8")) if path else {}
+    except (OSError, ValueError):
+        return {}
+    return side if isinstance(side, dict) else {}
 
 
 def _not_replaceable(path: Path) -> str | None:
