@@ -174,7 +174,8 @@ def test_a_session_is_saved_listed_renamed_exported_rendered_replayed_and_delete
     start(qtbot, w)
     play_until_heard(qtbot, w, Qt.Key.Key_G, 67)
     _, saved = stop(qtbot, w)
-    qtbot.waitUntil(lambda: saved.stem in panel.names(), timeout=5000)
+    # listed, then selected: a refresh without a selection may land first (both run on the io lane)
+    qtbot.waitUntil(lambda: saved.stem in panel.names() and panel.selected() is not None, timeout=5000)
     info = panel.selected()
     assert info is not None and info.midi == saved and info.model == "tiny-test"
 
