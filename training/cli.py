@@ -148,7 +148,7 @@ def _rl(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     cfg = rl_config(args)
     row = train_rl(cfg, Path(args.init), Path(args.teacher), [Path(r) for r in args.rewards or []], Path(args.cache),
-                   Path(args.out), system=args.system, until=args.until)
+                   Path(args.out), system=args.system, until=args.until, device=args.device)
     print(json.dumps(row))
 
 
@@ -321,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     rl.add_argument("--out", required=True)
     rl.add_argument("--until", type=int, help="stop after this update (resume later with the same command)")
     rl.add_argument("--threads", type=int, help="CPU threads for torch (1 when another job shares the CPU)")
+    rl.add_argument("--device", default="cpu", help="where the models run: cpu (default; the rollout loop is "
+                    "latency-bound on a small CPU) or cuda")
     from .rl.ppo import RLConfig
 
     add_dataclass_overrides(rl, RLConfig, skip=("d_config",))

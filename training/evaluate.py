@@ -245,8 +245,9 @@ class ChordEmbedder:
         for r, (c, o) in enumerate(zip(chords, onsets)):
             tok = np.where(c < 0, T.SILENCE, np.where(o, T.CHORD_ON + c, T.CHORD_HOLD + c))
             win[r, 1:1 + len(c)] = tok
-        return torch.cat([self.model.embed_chords(torch.as_tensor(win[a:a + BATCH]))
-                          for a in range(0, len(win), BATCH)]).numpy()
+        device = next(self.model.parameters()).device  # an RL run's encoder may sit on the GPU
+        return torch.cat([self.model.embed_chords(torch.as_tensor(win[a:a + BATCH], device=device))
+                          for a in range(0, len(win), BATCH)]).cpu().numpy()
 
 
 def measure(out: Outputs, reference_hist: np.ndarray, seed: int, embedder: ChordEmbedder | None = None,

@@ -44,7 +44,7 @@ from ..models.policy import OnlinePolicy
 from ..pretrain import DEFAULT_MIX, autocast, load_checkpoint, load_model, save_checkpoint
 from . import penalties
 
-CPU = torch.device("cpu")  # RL runs on the CPU here (the rollout loop is latency-bound); see autocast
+CPU = torch.device("cpu")  # the default: on 2 cores the rollout loop is latency-bound; ``--device cuda`` where one is
 
 
 @dataclass(frozen=True)
@@ -137,8 +137,8 @@ def lr_factor(update: int, cfg: RLConfig, total: int | None = None, warmup: int 
 def chord_masks(chords: torch.Tensor) -> torch.Tensor:
     """[B, T, V] the grammar's allowed tokens at every chord slot given the chord before it."""
     b, n = chords.shape
-    mask = CHORD_SLOT.expand(b, n, -1).clone()
-    hold = HOLD_OF[chords[:, :-1]]  # the hold that may follow each chord
+    mask = CHORD_SLOT.to(chords.device).expand(b, n, -1).clone()
+    hold = HOLD_OF.to(chords.device)[chords[:, :-1]]  # the hold that may follow each chord
     rows, cols = torch.nonzero(hold >= 0, as_tuple=True)
     mask[rows, cols + 1, hold[rows, cols]] = True
     return mask
@@ -147,7 +147,7 @@ def chord_masks(chords: torch.Tensor) -> torch.Tensor:
 def interleaved(chords: torch.Tensor, melody: torch.Tensor) -> torch.Tensor:
     """[BOS, c1, m1, ..., cT, mT]; the model's input is all but the last token, chord t is predicted at 2t."""
     seq = torch.stack([chords, melody], 2).flatten(1)
-    return torch.cat([torch.full((chords.shape[0], 1), T.BOS, dtype=torch.long), seq], 1)
+    return torch.cat([torch.full((chords.shape[0], 1), T.BOS, dtype=torch.long, device=seq.device), seq], 1)
 
 
 def masked_logprobs(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -166,7 +166,8 @@ def policy_logprobs(model, chords, melody, mask, with_value: bool = False):
 
 def teacher_logprobs(teacher, melody_window: torch.Tensor, chords: torch.Tensor) -> torch.Tensor:
     """The offline teacher's full-vocabulary log-probs [B, T, V] at each chord given the whole melody."""
-    dec_in = torch.cat([torch.full((chords.shape[0], 1), T.BOS, dtype=torch.long), chords[:, :-1]], 1)
+    dec_in = torch.cat([torch.full((chords.shape[0], 1), T.BOS, dtype=torch.long, device=chords.device),
+                        chords[:, :-1]], 1)
     logits, _ = teacher(melody_window, dec_in)
     return torch.log_softmax(logits.float(), dim=-1)
 
@@ -211,7 +212,7 @@ def total_reward(terms: dict[str, torch.Tensor], cfg: RLConfig) -> torch.Tensor:
 def gae(rewards: torch.Tensor, values: torch.Tensor, lam: float, gamma: float = 1.0) -> torch.Tensor:
     """Advantages over chord positions; the episode ends after the last chord (bootstrap value 0)."""
     adv = torch.zeros_like(rewards)
-    last = torch.zeros(rewards.shape[0])
+    last = torch.zeros(rewards.shape[0], device=rewards.device)
     for t in reversed(range(rewards.shape[1])):
         next_value = values[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros_like(last)
         delta = rewards[:, t] + gamma * next_value - values[:, t]
@@ -224,11 +225,11 @@ class Trainer:
     """Holds the models, optimisers and schedule state of one RL run."""
 
     def __init__(self, cfg: RLConfig, init: Path, teacher: Path, rewards: list[Path], cache: Cache, out: Path,
-                 system: str) -> None:
+                 system: str, device: torch.device = CPU) -> None:
         from ..models.rewards import ChordDiscriminator, RewardEnsemble
         from ..models.transformer import preset
 
-        self.cfg, self.out, self.system = cfg, Path(out), system
+        self.cfg, self.out, self.system, self.device = cfg, Path(out), system, torch.device(device)
         torch.manual_seed(cfg.seed)
         policy, self.init_ckpt = load_model(init)
         if not isinstance(policy, OnlinePolicy):
@@ -249,6 +250,9 @@ class Trainer:
             raise ValueError(f"--teacher {teacher}: holds a {tck['kind']} model, not the offline teacher")
         self.teacher.requires_grad_(False)
         self.rewards = RewardEnsemble(rewards) if rewards else None
+        for model in (self.policy, self.critic, self.teacher, self.rewards):
+            if model is not None:
+                model.to(self.device)
         # validation Vendi also on the contrastive reward model's chord embedding, when the ensemble has one
         from ..evaluate import ChordEmbedder
         from ..models.rewards import ContrastiveReward
@@ -261,7 +265,7 @@ class Trainer:
                                             weight_decay=0)
         self.disc = self.disc_opt = None
         if cfg.adversarial:
-            self.disc = ChordDiscriminator(preset(cfg.d_config))
+            self.disc = ChordDiscriminator(preset(cfg.d_config)).to(self.device)
             self.disc_opt = torch.optim.AdamW(self.disc.parameters(), lr=cfg.d_lr, betas=cfg.betas, weight_decay=0)
         self.update = 0
         self.d_updates = 0
@@ -287,8 +291,8 @@ class Trainer:
 
     @torch.no_grad()
     def rollout(self, batch: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
-        with autocast(CPU):  # bf16 matmuls where the CPU has them (~2x); log-probs and rewards are fp32
-            return self._rollout(batch, gen)
+        with autocast(self.device):  # bf16 matmuls where the CPU has them (~2x); log-probs and rewards are fp32
+            return self._rollout({k: v.to(self.device) for k, v in batch.items()}, gen)
 
     def _rollout(self, batch: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
         cfg, n = self.cfg, self.cfg.frames
@@ -297,6 +301,8 @@ class Trainer:
         self.policy.eval()
         chords = generate_online(self.policy, melody, cfg.temperature, gen)
         self.policy.train()
+        if self.device.type == "cuda":  # kernels run asynchronously: time the work, not its launch
+            torch.cuda.synchronize()
         t1 = time.perf_counter()
         mask = chord_masks(chords)
         logp = policy_logprobs(self.policy, chords, melody, mask)
@@ -305,14 +311,18 @@ class Trainer:
         fake = batch["chords"].clone()
         fake[:, 1:1 + n] = chords
         terms: dict[str, torch.Tensor] = {}
-        values = torch.zeros(chords.shape, dtype=torch.float32)
+        values = torch.zeros(chords.shape, dtype=torch.float32, device=self.device)
         if cfg.coherence:
             _, values = policy_logprobs(self.critic, chords, melody, mask, with_value=True)
             if self.rewards is not None:
                 terms.update(self.rewards.score(batch["melody"], fake))
-            terms.update({f"penalty_{k}": v for k, v in penalties.all_penalties(chords, melody).items()})
+            # the rule terms are integer bookkeeping over [B, T]: on the CPU wherever the models run
+            cpu_chords, cpu_melody = chords.cpu(), melody.cpu()
+            terms.update({f"penalty_{k}": v.to(self.device)
+                          for k, v in penalties.all_penalties(cpu_chords, cpu_melody).items()})
             if cfg.rhythm:
-                terms["rhythm"] = cfg.rhythm * penalties.harmonic_rhythm(chords, batch["chords"][:, 1:1 + n])
+                rhythm = penalties.harmonic_rhythm(cpu_chords, batch["chords"][:, 1:1 + n].cpu())
+                terms["rhythm"] = cfg.rhythm * rhythm.to(self.device)
             if self.disc is not None:
                 terms["adversarial"] = self.disc.adversarial_reward(fake)
         terms = {k: v.float() for k, v in terms.items()}
@@ -343,10 +353,10 @@ class Trainer:
                                                          "clipfrac", "approx_kl")}
         order = rng.permutation(cfg.rollouts)
         for a in range(0, cfg.rollouts, cfg.minibatch):
-            mb = torch.as_tensor(order[a:a + cfg.minibatch])
+            mb = torch.as_tensor(order[a:a + cfg.minibatch], device=self.device)
             chords, melody, mask = ro["chords"][mb], ro["melody"][mb], ro["mask"][mb]
             if train_actor:
-                with autocast(CPU):
+                with autocast(self.device):
                     logp_all = policy_logprobs(self.policy, chords, melody, mask)
                 new_logp = logp_all.gather(-1, chords[..., None])[..., 0]
                 ratio = (new_logp - ro["logp"][mb]).exp()
@@ -367,7 +377,7 @@ class Trainer:
                     stats["clipfrac"].append(((ratio - 1).abs() > cfg.clip).float().mean().item())
                     stats["approx_kl"].append(((ratio - 1) - ratio.log()).mean().item())
             if cfg.coherence:
-                with autocast(CPU):
+                with autocast(self.device):
                     _, values = policy_logprobs(self.critic, chords, melody, mask, with_value=True)
                 v_loss = 0.5 * (values.float() - returns[mb]).pow(2).mean()
                 self.critic_opt.zero_grad(set_to_none=True)
@@ -386,8 +396,8 @@ class Trainer:
         order = rng.permutation(cfg.rollouts)
         correct = []
         for a in range(0, cfg.rollouts, cfg.minibatch):
-            mb = torch.as_tensor(order[a:a + cfg.minibatch])
-            with autocast(CPU):  # accuracy before the step, on the logits the loss is computed from
+            mb = torch.as_tensor(order[a:a + cfg.minibatch], device=self.device)
+            with autocast(self.device):  # accuracy before the step, on the logits the loss is computed from
                 loss, accuracy = self.disc.loss_and_accuracy(ro["real"][mb], ro["fake"][mb], smoothing=cfg.d_smoothing)
             self.disc_opt.zero_grad(set_to_none=True)
             loss.float().backward()
@@ -402,8 +412,9 @@ class Trainer:
         """Harmony and diversity of the current policy on a fixed set of validation melodies."""
         mel = torch.from_numpy(np.where(self.val_ended, T.SILENCE, self._val_rows("melody")))
         self.policy.eval()
-        with autocast(CPU):
-            chords = generate_online(self.policy, mel, 1.0, torch.Generator().manual_seed(12345)).numpy()
+        with autocast(self.device):
+            gen = torch.Generator(self.device).manual_seed(12345)
+            chords = generate_online(self.policy, mel.to(self.device), 1.0, gen).cpu().numpy()
         self.policy.train()
         pitches = np.where((mel.numpy() >= T.NOTE_HOLD) & (mel.numpy() < T.CHORD_HOLD),
                            (mel.numpy() - T.NOTE_HOLD) % T.N_PITCHES, -1)
@@ -590,13 +601,16 @@ def plot_systems(runs: dict[str, Path], png: Path) -> None:
 
 
 def train_rl(cfg: RLConfig, init: Path, teacher: Path, rewards: list[Path], cache: Cache | Path, out: Path,
-             system: str = "custom", until: int | None = None, quiet: bool = False) -> dict:
+             system: str = "custom", until: int | None = None, quiet: bool = False,
+             device: str | torch.device = CPU) -> dict:
+    """Train (or resume) one RL run in ``out``; returns the last log row. ``device``: where the models run (rollouts
+    on a GPU are drawn from its own generator, so a run is reproducible per device, not across devices)."""
     from tqdm import tqdm
 
     cache = cache if isinstance(cache, Cache) else load_cache(cache)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tr = Trainer(cfg, init, teacher, rewards, cache, out, system)
+    tr = Trainer(cfg, init, teacher, rewards, cache, out, system, torch.device(device))
     log_path = out / "log.jsonl"
     if (out / "ckpt_last.pt").exists():
         tr.restore()
@@ -617,7 +631,7 @@ def train_rl(cfg: RLConfig, init: Path, teacher: Path, rewards: list[Path], cach
         while tr.update < stop:
             t0 = time.perf_counter()
             rng = np.random.default_rng([cfg.seed, tr.update])
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + tr.update)
+            gen = torch.Generator(tr.device).manual_seed(cfg.seed * 1_000_003 + tr.update)
             ro = tr.rollout(tr.draw(rng), gen)
             t1 = time.perf_counter()
             stats = tr.ppo_step(ro, rng)
