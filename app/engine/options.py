@@ -94,6 +94,9 @@ PLAN_KNOBS: tuple[Knob, ...] = declared(
          "chances", 0.0, 3.0, step=0.05),
     Knob("seed", "Seed", "the sampler's seed (the desktop app draws a new one for every jam)", 0, 2**32 - 1,
          gui=False),
+    Knob("top_p", "Nucleus", "draw only from the likeliest chords whose probabilities add up to this (1: from all "
+         "the grammar allows): trims the rare, out-of-place chords a high temperature lets in", 0.05, 1.0, gui=False),
+    Knob("top_k", "Top k", "draw only from the k likeliest chords (0: no limit)", 0, 200, gui=False),
 )
 
 JAM_KNOBS: tuple[Knob, ...] = declared(
