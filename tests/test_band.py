@@ -201,6 +201,25 @@ def test_swing_delays_the_off_beat_eighth_towards_the_triplet(vocab):
     assert swing <= late[6] <= swing + 0.005  # the "and" of 2, swung
 
 
+def test_swing_follows_a_tempo_change_made_after_the_plan(vocab):
+    """The arranger swings at the jam's starting tempo, ahead of time; played at half that tempo (a MIDI clock or
+    Link session slowed down), the swung 8th must still sit on the same fraction of the beat."""
+    tokens = plan_tokens(vocab, [(0, "C")], 16)
+
+    def swung_eighth(frame_s):
+        sink = Book()
+        p = ChordPerformer(vocab, [sink], None, arrangement=Arrangement(style="swing", bpm=BPM, seed=0))
+        p.prepare(dict(enumerate(tokens)))
+        for g in range(7):
+            p.play(g, g * frame_s, tokens[g], frame_s)
+        return p.next_pending() - 6 * frame_s  # the "and" of 2 waits in the frame, swung
+
+    at_tempo, slower = swung_eighth(FRAME_S), swung_eighth(2 * FRAME_S)
+    swing = STYLES["swing"].swing * 2 / 3
+    assert swing <= at_tempo / FRAME_S <= swing + 0.005 / FRAME_S
+    assert slower == pytest.approx(2 * at_tempo, rel=0.02)  # the same place in a beat twice as long
+
+
 # --- dynamics ---------------------------------------------------------------------------------------------------
 
 def test_velocity_follows_the_player_within_the_range_and_accents_the_downbeat(vocab, tmp_path):

@@ -403,7 +403,7 @@ class JamSession:
         if not strike:
             self.stats.skipped_frames += 1
             return
-        if self.performer.play(g, t, tok):
+        if self.performer.play(g, t, tok, self.clock.time_of(g + 1) - t):
             self.stats.add_onset((time.monotonic() - t) * 1000)
 
     # --- the planner worker ---------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ a settable range, with the bar's strong beats accented. The performer owes every
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Mapping
 from typing import Protocol
@@ -169,9 +170,13 @@ class ChordPerformer:
             return self.prepared[g - 1].after
         return self.state if g == self.next_frame else None
 
-    def play(self, frame: int, t: float, token: int) -> bool:
+    def play(self, frame: int, t: float, token: int, frame_s: float | None = None) -> bool:
         """The chord of ``frame`` (sounding from clock time ``t``); returns True when a chord was struck. Notes a
-        swing or humanize puts later in the frame wait in ``pending`` (``play_pending``) where there are sinks."""
+        swing or humanize puts later in the frame wait in ``pending`` (``play_pending``) where there are sinks.
+
+        ``frame_s``: how long this frame lasts on the clock now. The arranger works out swing at the jam's starting
+        tempo, ahead of time; a tempo change since (the player's, a MIDI clock's, a Link session's) scales the
+        offsets here, so a swung 8th stays at the same place in the beat."""
         with self._lock:
             self.play_pending(float("inf"))
             plan = self.prepared.pop(frame, None)
@@ -189,7 +194,9 @@ class ChordPerformer:
             if plan.chord is not None and self.recorder is not None:
                 symbol, notes, bass = plan.chord
                 self.recorder.chord(frame, t, symbol, list(notes), bass, True, token, apart=True)
+            scale = frame_s / self.arranger.frame_s if frame_s and math.isfinite(frame_s) and frame_s > 0 else 1.0
             for late, part, pitch, gain, jitter in plan.ons:
+                late *= scale
                 vel = self.dynamics.velocity(part, gain, jitter)
                 if (part, pitch) in self.sounding_notes:
                     self._off(frame, t + late, part, pitch)

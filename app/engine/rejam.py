@@ -71,7 +71,7 @@ def rejam(melody_path: str | Path, model: str | None, out: str | Path, settings:
                 break
             # as live: the band's notes are worked out from the committed plan only, then frame f is played
             performer.prepare({g: planner.chord_for(g) for g in planner.committed if g >= f})
-            performer.play(f, clock.time_of(f), planner.chord_for(f))
+            performer.play(f, clock.time_of(f), planner.chord_for(f), clock.time_of(f + 1) - clock.time_of(f))
             result = planner.advance(*mf.frames[f])
             planner.idle()
             rec.melody_token(f, planner.history[-1][1])
