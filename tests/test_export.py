@@ -12,9 +12,9 @@ import torch
 from app.engine.bundle import BundleError, load_bundle
 from app.engine.grammar import Grammar
 from app.engine.policy import OnnxPolicy
+from training.checkpoints import load_model
 from training.data import tokens as T
 from training.export import compare_with_torch, export_bundle, export_onnx
-from training.pretrain import load_model
 
 
 @pytest.fixture(scope="module")
@@ -193,8 +193,8 @@ def test_a_policy_bundle_is_recovered_into_a_run_that_reproduces_its_graph(tiny_
     import numpy as np
     import torch
 
+    from training.checkpoints import load_model
     from training.cli import main as train_main
-    from training.pretrain import load_model
 
     out = tmp_path / "recovered"
     assert train_main(["recover", "--bundle", str(tiny_bundle), "--out", str(out)]) == 0

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from training import pretrain as P
+from training.checkpoints import load_checkpoint
 from training.cli import main
 
 
@@ -33,15 +34,15 @@ def test_killed_and_resumed_run_continues_the_same_curve(small_cache, tmp_path, 
     P.pretrain(kind, "tiny", cache, straight, recipe, device="cpu", quiet=True)
     resumed = tmp_path / "resumed"
     P.pretrain(kind, "tiny", cache, resumed, recipe, device="cpu", quiet=True, until=3)  # "killed" at step 3
-    assert P.load_checkpoint(resumed / "ckpt_last.pt")["step"] == 3
+    assert load_checkpoint(resumed / "ckpt_last.pt")["step"] == 3
     with open(resumed / "log.jsonl", "a") as f:  # a row logged after the last checkpoint, lost with the kill
         f.write(json.dumps({"step": 4, "loss": 99.0}) + "\n")
     P.pretrain(kind, "tiny", cache, resumed, recipe, device="cpu", quiet=True)
     a = [(r["step"], round(r["loss"], 5)) for r in read_log(straight) if "loss" in r]
     b = [(r["step"], round(r["loss"], 5)) for r in read_log(resumed) if "loss" in r]
     assert a == b
-    wa = P.load_checkpoint(straight / "ckpt_last.pt")["model"]
-    wb = P.load_checkpoint(resumed / "ckpt_last.pt")["model"]
+    wa = load_checkpoint(straight / "ckpt_last.pt")["model"]
+    wb = load_checkpoint(resumed / "ckpt_last.pt")["model"]
     assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
 
 
@@ -68,7 +69,7 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoin
     assert code == 3
     err = capsys.readouterr().err
     assert "non-finite loss" in err and "ckpt_last.pt" in err
-    ckpt = P.load_checkpoint(tmp_path / "run" / "ckpt_last.pt")
+    ckpt = load_checkpoint(tmp_path / "run" / "ckpt_last.pt")
     assert 0 < ckpt["step"] < 6 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
 
 
@@ -81,7 +82,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
     path = tmp_path / "ckpt_last.pt"
     torch.save({"model": Evil()}, path, pickle_module=pickle)
     with pytest.raises(RuntimeError, match="ckpt_last.pt: not a loadable checkpoint"):
-        P.load_checkpoint(path)
+        load_checkpoint(path)
 
 
 def test_lr_schedule_warms_up_then_decays_to_the_floor():
@@ -103,6 +104,6 @@ def test_data_parallel_run_through_torchrun(small_cache, tmp_path):
                         "smoke", "--cache", str(small_cache[0].path), "--out", str(out), "--device", "cpu"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert P.load_checkpoint(out / "ckpt_last.pt")["step"] == 6
+    assert load_checkpoint(out / "ckpt_last.pt")["step"] == 6
     steps = [row["step"] for row in read_log(out) if "loss" in row]
     assert steps == list(range(1, 7))  # one writer: no duplicated rows

@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from training import rewards as R
+from training.checkpoints import load_checkpoint
 from training.data import tokens as T
 from training.data.dataset import WindowConfig, WindowDataset
 from training.models import rewards as M
 from training.models.transformer import preset
-from training.pretrain import load_checkpoint
 
 TINY = preset("tiny")
 ON, HOLD = T.NOTE_ON, T.NOTE_HOLD

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from training.checkpoints import load_checkpoint, load_model
 from training.data import tokens as T
 from training.models.rewards import ChordDiscriminator
 from training.models.transformer import preset
-from training.pretrain import load_checkpoint, load_model
 from training.rl.ppo import (
     CONFIGS,
     RLConfig,

@@ -13,11 +13,11 @@ from app.engine.bundle import BundleError, load_bundle
 from app.engine.grammar import Grammar
 from app.engine.policy import OnnxPolicy
 from app.engine.teacher import OnnxTeacher
+from training.checkpoints import load_model
 from training.data import tokens as T
 from training.export import compare_teacher_with_torch, export_bundle
 from training.models.teacher import OfflineTeacher
 from training.models.transformer import preset
-from training.pretrain import load_model
 
 G = Grammar.from_table(T.token_table())
 MELODY = [T.NOTE_ON + 60] + [T.NOTE_HOLD + 60] * 3 + [T.SILENCE] * 4 + [T.NOTE_ON + 64, T.NOTE_HOLD + 64] * 4

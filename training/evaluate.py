@@ -332,7 +332,7 @@ def evaluate(systems: dict[str, str], cache: Cache | Path, split: str = "test", 
                 f"changes/bar {m['changes_per_bar']:.2f}  off-beat {m['offbeat_onsets']:.3f}  "
                 f"out-of-key {m['out_of_key']:.3f}  ({m['seconds']:.1f} s)")
     if melody_agent is not None:
-        from .pretrain import load_model
+        from .checkpoints import load_model
 
         agent, ckpt = load_model(Path(melody_agent))
         if ckpt["kind"] != "melody":

@@ -341,7 +341,7 @@ def export_bundle(run: Path, name: str, out_dir: Path, int8: bool = False, which
                   melodies: list[np.ndarray] | None = None, fp16: bool = False) -> Card:
     """Export a run's model (online policy or offline teacher, from the checkpoint's ``kind``) to
     ``out_dir/name.{onnx,json}``; raises if ONNX and torch disagree."""
-    from .pretrain import load_model
+    from .checkpoints import load_model
 
     model, ckpt = load_model(run, which)
     if ckpt["kind"] not in ("online", "offline"):  # the melody agent's melody-first stream is not a chord player

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
+from .checkpoints import load_checkpoint
 from .data.cache import DataError
 from .export import DATA_LICENSES
-from .pretrain import load_checkpoint
 
 WEIGHTS_DIR = Path("models") / "weights"
 

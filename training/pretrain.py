@@ -1,4 +1,4 @@
-"""MLE pretraining of the online policy, the offline teacher and the melody agent, in one readable loop.
+"""MLE pretraining of the online policy, the offline teacher and the melody agent (the loop: ``loop.py``).
 
     comper-train pretrain --model online --config small --recipe cpu --cache cache/data --out runs/online-small
 
@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -25,14 +23,13 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from .checkpoints import autocast, build_model, load_checkpoint, save_checkpoint
 from .data import tokens as T
 from .data.cache import Cache
 from .data.cache import load as load_cache
 from .data.dataset import WindowConfig, WindowDataset
-from .errors import NonFiniteLoss
-from .models.policy import OnlinePolicy
-from .models.teacher import OfflineTeacher
-from .models.transformer import ModelConfig, preset
+from .loop import RunLoop, guarded_step
+from .models.transformer import preset
 
 MODELS = {"online": "chord_first", "melody": "melody_first", "offline": "separate"}
 # Mini-batch mixing over our training sources (the paper's 60/30/10 over Hooktheory/POP909/Nottingham, with
@@ -72,10 +69,6 @@ RECIPES: dict[str, Recipe] = {
     "smoke": Recipe(batch_size=4, lr=1e-3, warmup_steps=2, max_steps=6, eval_every=3, eval_batches=2,
                     ckpt_every=2, log_every=1),
 }
-
-
-def build_model(kind: str, cfg: ModelConfig) -> torch.nn.Module:
-    return OfflineTeacher(cfg) if kind == "offline" else OnlinePolicy(cfg)
 
 
 def lr_at(step: int, r: Recipe) -> float:
@@ -134,70 +127,6 @@ def evaluate(kind: str, model: torch.nn.Module, ds: WindowDataset, r: Recipe, de
                 counts[name] = counts.get(name, 0) + len(wins)
     model.train()
     return {f"val_{k}": sums[k] / counts[k] for k in sums}
-
-
-def guarded_step(loss: torch.Tensor, model: torch.nn.Module, opt: torch.optim.Optimizer, grad_clip: float,
-                 step: int, last: Path, bar) -> float:
-    """Backward, clip, step; a non-finite loss stops the run before it can touch the weights or a checkpoint."""
-    if not torch.isfinite(loss):
-        bar.close()
-        raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at step {step}; stopped. The last good checkpoint "
-                            f"is {last}" + ("" if last.exists() else " (none written yet)"))
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    opt.step()
-    return float(gnorm)
-
-
-def cpu_has_bf16() -> bool:
-    """True on CPUs with native bf16 matmuls (AVX512-BF16 / AMX), where bf16 autocast is ~2x faster than fp32
-    (measured: a `small` training step 3.0 s -> 1.6 s on this 2-core Xeon); elsewhere bf16 is emulated and slower."""
-    return bool(torch.cpu._is_avx512_bf16_supported())
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on GPUs and on CPUs with native bf16; fp32 otherwise. Losses are taken in fp32."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_bf16())
-
-
-def save_checkpoint(path: Path, model, opt, step: int, meta: dict) -> None:
-    """``opt`` None: the weights alone (an RL snapshot), not resumable."""
-    raw = model.module if hasattr(model, "module") else model
-    tmp = path.with_suffix(".tmp")
-    optim = {} if opt is None else {"optim": opt.state_dict()}
-    torch.save({"model": raw.state_dict(), **optim, "step": step, **meta}, tmp)
-    os.replace(tmp, path)  # never a half-written checkpoint, even when killed mid-save
-
-
-def load_checkpoint(path: Path) -> dict:
-    """A checkpoint never runs code: only tensors and plain values are accepted."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise RuntimeError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from e
-
-
-def load_model(run: Path, which: str = "best") -> tuple[torch.nn.Module, dict]:
-    """The model of a run directory and its checkpoint metadata.
-
-    ``which``: ``best`` (by validation loss), ``last``, or ``u<N>``, an RL run's snapshot at validation point N.
-    RL runs have no validation loss: ``best`` falls back to ``ckpt_last.pt`` there. ``run`` may also be a checkpoint
-    file itself, such as kept weights (``models/weights/offline-teacher.pt``, bf16, widened on load)."""
-    if which not in ("best", "last") and not re.fullmatch(r"u\d+", which):
-        raise ValueError(f"checkpoint {which!r}: expected best, last or u<N> (an RL snapshot, e.g. u60)")
-    path = Path(run) if Path(run).is_file() else Path(run) / f"ckpt_{which}.pt"
-    if which == "best" and not path.exists():
-        path = Path(run) / "ckpt_last.pt"
-    if not path.exists():
-        have = sorted(p.stem[len("ckpt_"):] for p in Path(run).glob("ckpt_*.pt"))
-        raise FileNotFoundError(f"{path}: no such checkpoint (this run has: {', '.join(have) or 'none'})")
-    ckpt = load_checkpoint(path)
-    model = build_model(ckpt["kind"], ModelConfig(**ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
-    return model.eval(), {**ckpt, "file": path.name}
 
 
 def plot_curves(log_path: Path, png: Path) -> None:
@@ -267,65 +196,48 @@ def pretrain(kind: str, config: str, cache: Cache | Path, out: Path, recipe: Rec
     meta = {"kind": kind, "config_name": config, "model_config": asdict(mcfg), "recipe": asdict(recipe),
             "mix": mix, "cache": str(cache.path), "token_vocab": T.VOCAB_SIZE}
     last, best = out / "ckpt_last.pt", out / "ckpt_best.pt"
-    step, best_val = 0, math.inf
+    start, best_val = 0, math.inf
     if last.exists():
         ckpt = load_checkpoint(last)
         if ckpt["kind"] != kind or ckpt["model_config"] != asdict(mcfg):
             raise ValueError(f"{last}: holds a {ckpt['kind']} {ckpt['config_name']} run, not {kind} {config}")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optim"])
-        step, best_val = ckpt["step"], ckpt.get("best_val", math.inf)
+        start, best_val = ckpt["step"], ckpt.get("best_val", math.inf)
     train_model = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
     (out / "config.json").write_text(json.dumps(meta, indent=1))
-    log_path = out / "log.jsonl"
-    if rank == 0 and log_path.exists():  # drop rows past the checkpoint: the resumed run logs them again
-        rows = [line for line in log_path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-        log_path.write_text("".join(r + "\n" for r in rows))
-    log = open(log_path, "a") if rank == 0 else None
-
-    from tqdm import tqdm
-
-    bar = tqdm(total=recipe.max_steps, initial=step, desc=f"{kind} {config}", unit="step", file=sys.stderr,
-               disable=quiet or rank != 0, dynamic_ncols=True)
     model.train()
-    result: dict = {}
     tokens_seen, t0 = 0, time.time()
-    stop_at = min(recipe.max_steps, until or recipe.max_steps)
-    while step < stop_at:
-        rng = np.random.default_rng([recipe.seed, step, rank])
-        torch.manual_seed(recipe.seed * 1_000_003 + step)
+
+    def step(i: int) -> dict:
+        nonlocal tokens_seen
+        rng = np.random.default_rng([recipe.seed, i, rank])  # each rank draws its own batches
+        torch.manual_seed(recipe.seed * 1_000_003 + i)
         batch = draw_batch(train_ds, weights, recipe.batch_size, rng, dev)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, recipe)
+            g["lr"] = lr_at(i, recipe)
         with autocast(dev):
             losses = token_losses(kind, train_model, batch)
-        loss = losses["loss"]
-        gnorm = guarded_step(loss, model, opt, recipe.grad_clip, step, last, bar)
-        step += 1
+        gnorm = guarded_step(losses["loss"], model, opt, recipe.grad_clip, i, last)
         tokens_seen += int((next(iter(batch.values())) != T.PAD).sum())
-        if log is not None and (step % recipe.log_every == 0 or step == 1):
-            rate = tokens_seen / max(time.time() - t0, 1e-9)
-            row = {"step": step, "lr": lr_at(step - 1, recipe), "grad_norm": gnorm, "tokens_per_s": round(rate),
-                   **{k: v.item() for k, v in losses.items()}}
-            log.write(json.dumps(row) + "\n")
-            log.flush()
-            bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.1e}", tok_s=f"{rate:,.0f}")
-        bar.update()
-        if rank == 0 and (step % recipe.eval_every == 0 or step == recipe.max_steps):
-            result = {"step": step, **evaluate(kind, model, val_ds, recipe, dev)}
-            log.write(json.dumps(result) + "\n")
-            log.flush()
-            bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k != "step"),
-                      file=sys.stderr)
-            if result["val_loss"] < best_val:
-                best_val = result["val_loss"]
-                save_checkpoint(best, train_model, opt, step, {**meta, "best_val": best_val, "val": result})
-        if rank == 0 and (step % recipe.ckpt_every == 0 or step == stop_at):
-            save_checkpoint(last, train_model, opt, step, {**meta, "best_val": best_val})
-            plot_curves(out / "log.jsonl", out / "loss.png")
-    bar.close()
-    if log is not None:
-        log.close()
+        rate = tokens_seen / max(time.time() - t0, 1e-9)
+        return {"lr": lr_at(i, recipe), "grad_norm": gnorm, "tokens_per_s": round(rate),
+                **{k: v.item() for k, v in losses.items()}}
+
+    def keep_best(n: int, val: dict) -> None:
+        nonlocal best_val
+        if val["val_loss"] < best_val:
+            best_val = val["val_loss"]
+            save_checkpoint(best, train_model, opt, n, {**meta, "best_val": best_val, "val": val})
+
+    result = RunLoop(
+        out=out, name=f"{kind} {config}", total=recipe.max_steps, start=start, step_fn=step,
+        eval_fn=lambda n: evaluate(kind, model, val_ds, recipe, dev), on_eval=keep_best,
+        save_fn=lambda n: save_checkpoint(last, train_model, opt, n, {**meta, "best_val": best_val}),
+        plot_fn=lambda: plot_curves(out / "log.jsonl", out / "loss.png"),
+        postfix=lambda row: {"loss": f"{row['loss']:.3f}", "lr": f"{row['lr']:.1e}", "tok_s": f"{row['tokens_per_s']:,}"},
+        eval_every=recipe.eval_every, ckpt_every=recipe.ckpt_every, log_every=recipe.log_every, main=rank == 0,
+    ).run(until=until, quiet=quiet)
     if ddp:
         dist.destroy_process_group()
     return result

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoints import build_model, save_checkpoint
 from .data.cache import DataError
 from .models.transformer import preset
-from .pretrain import build_model, save_checkpoint
 
 LINEAR_ORDER = ("attn.q", "attn.kv", "attn.out", "ffn.gate_up", "ffn.down")
 

@@ -1,14 +1,14 @@
-"""Training of the coherence reward models (contrastive and discriminative, full or rhythm-only), one readable loop.
+"""Training of the coherence reward models (contrastive and discriminative, full or rhythm-only).
 
     comper-train rewards --kind contrastive --config small --recipe cpu --seed 42 --cache cache/data \
         --out runs/contrastive-small-s42
 
-The loop follows ``pretrain.py``: every batch is drawn from a generator seeded by (seed, step) and dropout and the
-discriminative negatives are seeded by the step, so a killed run resumed from ``ckpt_last.pt`` sees the batches it
-would have seen; checkpoints hold only tensors and plain values (``weights_only=True``); ``log.jsonl`` and
-``loss.png`` hold the curves. At every eval step the valid split is scored, and the best checkpoint (by validation
-loss) is kept. At the end the best checkpoint is scored on the test split; the figures go into ``metrics.json`` and
-into both checkpoints' metadata (key ``test``):
+The run loop is ``loop.py``'s, as ``pretrain.py``'s is: every batch is drawn from a generator seeded by (seed, step)
+and dropout and the discriminative negatives are seeded by the step, so a killed run resumed from ``ckpt_last.pt``
+sees the batches it would have seen; checkpoints hold only tensors and plain values (``weights_only=True``);
+``log.jsonl`` and ``loss.png`` hold the curves. At every eval step the valid split is scored, and the best checkpoint
+(by validation loss) is kept. At the end the best checkpoint is scored on the test split; the figures go into
+``metrics.json`` and into both checkpoints' metadata (key ``test``):
 
 - contrastive: retrieval over a pool of ``eval_pool`` test windows (512 unless overridden; the pool actually used is
   reported as ``pool_size``; fewer when the split holds fewer windows), melody->chords (``m2c_``) and chords->melody
@@ -34,23 +34,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .checkpoints import autocast, load_checkpoint, save_checkpoint
 from .data import tokens as T
 from .data.cache import Cache
 from .data.cache import load as load_cache
 from .data.dataset import WindowConfig, WindowDataset
+from .loop import RunLoop, guarded_step, stop_step
 from .models.rewards import ContrastiveReward, build_reward, derangement, info_nce
 from .models.transformer import ModelConfig, preset
-from .pretrain import (
-    DEFAULT_MIX,
-    Recipe,
-    autocast,
-    draw_batch,
-    guarded_step,
-    load_checkpoint,
-    lr_at,
-    plot_curves,
-    save_checkpoint,
-)
+from .pretrain import DEFAULT_MIX, Recipe, draw_batch, lr_at, plot_curves
 
 KINDS = ("contrastive", "discriminative")
 # The papers' reward models have 6 layers (GAPT C.2); our `paper` preset has 8 (the policy's). Heads stay 8 at
@@ -250,7 +242,7 @@ def train_reward(kind: str, config: str, cache: Cache | Path, out: Path, recipe:
             "model_config": asdict(model.cfg), "recipe": asdict(recipe), "window": asdict(wcfg), "mix": mix,
             "cache": str(cache.path), "token_vocab": T.VOCAB_SIZE}
     last, best = out / "ckpt_last.pt", out / "ckpt_best.pt"
-    step, best_val = 0, math.inf
+    start, best_val = 0, math.inf
     if last.exists():
         ckpt = load_checkpoint(last)
         if (ckpt.get("kind"), ckpt.get("rhythm"), ckpt.get("model_config")) != (kind, rhythm, meta["model_config"]):
@@ -258,61 +250,47 @@ def train_reward(kind: str, config: str, cache: Cache | Path, out: Path, recipe:
             raise ValueError(f"{last}: holds a {what} run, not {'rhythm-only ' if rhythm else ''}{kind} {config}")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optim"])
-        step, best_val = ckpt["step"], ckpt.get("best_val", math.inf)
+        start, best_val = ckpt["step"], ckpt.get("best_val", math.inf)
     (out / "config.json").write_text(json.dumps(meta, indent=1))
-    log_path = out / "log.jsonl"
-    if log_path.exists():  # drop rows past the checkpoint: the resumed run logs them again
-        rows = [line for line in log_path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-        log_path.write_text("".join(r + "\n" for r in rows))
-
-    from tqdm import tqdm
-
-    name = f"{'rhythm ' if rhythm else ''}{kind} {config}"
-    bar = tqdm(total=recipe.max_steps, initial=step, desc=name, unit="step", file=sys.stderr, disable=quiet,
-               dynamic_ncols=True)
     model.train()
-    result: dict = {}
     pairs_seen, t0 = 0, time.time()
-    stop_at = min(recipe.max_steps, until or recipe.max_steps)
-    with open(log_path, "a") as log:
-        while step < stop_at:
-            rng = np.random.default_rng([recipe.seed, step])
-            torch.manual_seed(recipe.seed * 1_000_003 + step)
-            gen = torch.Generator().manual_seed(recipe.seed * 1_000_003 + step)
-            batch = draw_batch(train_ds, weights, recipe.batch_size, rng, dev)
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, recipe)
-            with autocast(dev):
-                loss = step_loss(kind, model, batch, gen)
-            gnorm = guarded_step(loss, model, opt, recipe.grad_clip, step, last, bar)
-            step += 1
-            pairs_seen += recipe.batch_size
-            if step % recipe.log_every == 0 or step == 1:
-                rate = pairs_seen / max(time.time() - t0, 1e-9)
-                row = {"step": step, "lr": lr_at(step - 1, recipe), "grad_norm": gnorm, "loss": loss.item(),
-                       "pairs_per_s": round(rate, 2)}
-                if isinstance(model, ContrastiveReward):
-                    row["logit_scale"] = float(model.logit_scale.detach().exp())
-                log.write(json.dumps(row) + "\n")
-                log.flush()
-                bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.1e}", pairs_s=f"{rate:,.1f}")
-            bar.update()
-            if step % recipe.eval_every == 0 or step == recipe.max_steps:
-                figures = evaluate(kind, model, val_pool, recipe.batch_size)
-                result = {"step": step, **{f"val_{k}": v for k, v in figures.items()}}
-                log.write(json.dumps(result) + "\n")
-                log.flush()
-                if not quiet:
-                    bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()
-                                                           if k not in ("step", "val_pool_size")), file=sys.stderr)
-                if result["val_loss"] < best_val:
-                    best_val = result["val_loss"]
-                    save_checkpoint(best, model, opt, step, {**meta, "best_val": best_val, "val": result})
-            if step % recipe.ckpt_every == 0 or step == stop_at:
-                save_checkpoint(last, model, opt, step, {**meta, "best_val": best_val})
-                plot_curves(log_path, out / "loss.png")
-    bar.close()
-    if step >= recipe.max_steps:
+
+    def step(i: int) -> dict:
+        nonlocal pairs_seen
+        rng = np.random.default_rng([recipe.seed, i])
+        torch.manual_seed(recipe.seed * 1_000_003 + i)
+        gen = torch.Generator().manual_seed(recipe.seed * 1_000_003 + i)  # the discriminative negatives
+        batch = draw_batch(train_ds, weights, recipe.batch_size, rng, dev)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(i, recipe)
+        with autocast(dev):
+            loss = step_loss(kind, model, batch, gen)
+        gnorm = guarded_step(loss, model, opt, recipe.grad_clip, i, last)
+        pairs_seen += recipe.batch_size
+        rate = pairs_seen / max(time.time() - t0, 1e-9)
+        row = {"lr": lr_at(i, recipe), "grad_norm": gnorm, "loss": loss.item(), "pairs_per_s": round(rate, 2)}
+        if isinstance(model, ContrastiveReward):
+            row["logit_scale"] = float(model.logit_scale.detach().exp())
+        return row
+
+    def validate(n: int) -> dict:
+        return {f"val_{k}": v for k, v in evaluate(kind, model, val_pool, recipe.batch_size).items()}
+
+    def keep_best(n: int, val: dict) -> None:
+        nonlocal best_val
+        if val["val_loss"] < best_val:
+            best_val = val["val_loss"]
+            save_checkpoint(best, model, opt, n, {**meta, "best_val": best_val, "val": val})
+
+    result = RunLoop(
+        out=out, name=f"{'rhythm ' if rhythm else ''}{kind} {config}", total=recipe.max_steps, start=start,
+        step_fn=step, eval_fn=validate, on_eval=keep_best,
+        save_fn=lambda n: save_checkpoint(last, model, opt, n, {**meta, "best_val": best_val}),
+        plot_fn=lambda: plot_curves(out / "log.jsonl", out / "loss.png"),
+        postfix=lambda row: {"loss": f"{row['loss']:.3f}", "lr": f"{row['lr']:.1e}", "pairs_s": f"{row['pairs_per_s']:,.1f}"},
+        eval_every=recipe.eval_every, ckpt_every=recipe.ckpt_every, log_every=recipe.log_every,
+    ).run(until=until, quiet=quiet)
+    if max(start, stop_step(recipe.max_steps, until)) >= recipe.max_steps:  # the schedule is done: score the test split
         metrics_path = out / "metrics.json"
         if metrics_path.exists():
             result["test"] = json.loads(metrics_path.read_text())

@@ -72,7 +72,7 @@ def load_system(name: str, spec: str) -> System:
     if path.is_dir():
         if not any((path / f).is_file() for f in ("ckpt_best.pt", "ckpt_last.pt")):
             raise DataError(f"--system {name}={spec}: no ckpt_best.pt or ckpt_last.pt in {path} (not a training run?)")
-        from ..pretrain import load_model
+        from ..checkpoints import load_model
 
         try:
             model, ckpt = load_model(path, which or "best")

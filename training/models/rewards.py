@@ -266,7 +266,7 @@ def build_reward(kind: str, cfg: ModelConfig, rhythm: bool = False) -> nn.Module
 def load_reward(run: str | Path, which: str = "best") -> tuple[nn.Module, dict]:
     """A reward model from a run folder (``ckpt_best.pt`` or ``ckpt_last.pt``) or a checkpoint file, in eval mode,
     and its checkpoint metadata (everything but the weights and the optimiser state). Loads with weights_only."""
-    from ..pretrain import load_checkpoint
+    from ..checkpoints import load_checkpoint
 
     path = Path(run)
     path = path if path.is_file() else path / f"ckpt_{which}.pt"

@@ -17,14 +17,14 @@ One update (after CleanRL's single-file PPO):
    smoothing 0.1) every ``d_every`` updates during the first ``d_phase1`` updates, afterwards only while the mean
    R_adv of the last 3 updates is above ``d_threshold`` (the policy is fooling D).
 
-Resumable to the update: every update draws from a generator seeded by (seed, update).
+Resumable to the update: every update draws from a generator seeded by (seed, update). The run loop (log, progress
+bar, validation and checkpoint schedule, ``until``) is ``training/loop.py``'s, shared with the other trainers.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..checkpoints import autocast, load_checkpoint, load_model, save_checkpoint
 from ..data import tokens as T
 from ..data.cache import Cache
 from ..data.cache import load as load_cache
@@ -40,8 +41,9 @@ from ..data.sources import TRAINING_SOURCES
 from ..evaluation import diversity as D
 from ..evaluation.harmony import note_in_chord
 from ..generate import CHORD_SLOT, HOLD_OF, chord_indices, generate_online
+from ..loop import RunLoop
 from ..models.policy import OnlinePolicy
-from ..pretrain import DEFAULT_MIX, autocast, load_checkpoint, load_model, save_checkpoint
+from ..pretrain import DEFAULT_MIX
 from . import penalties
 
 CPU = torch.device("cpu")  # the default: on 2 cores the rollout loop is latency-bound; ``--device cuda`` where one is
@@ -605,66 +607,61 @@ def train_rl(cfg: RLConfig, init: Path, teacher: Path, rewards: list[Path], cach
              device: str | torch.device = CPU) -> dict:
     """Train (or resume) one RL run in ``out``; returns the last log row. ``device``: where the models run (rollouts
     on a GPU are drawn from its own generator, so a run is reproducible per device, not across devices)."""
-    from tqdm import tqdm
-
     cache = cache if isinstance(cache, Cache) else load_cache(cache)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tr = Trainer(cfg, init, teacher, rewards, cache, out, system, torch.device(device))
-    log_path = out / "log.jsonl"
     if (out / "ckpt_last.pt").exists():
         tr.restore()
-        if log_path.exists():
-            keep = [line for line in log_path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["update"] <= tr.update]
-            log_path.write_text("".join(line + "\n" for line in keep))
     (out / "config.json").write_text(json.dumps({"system": system, "rl_config": asdict(cfg), "init": str(init),
                                                  "teacher": str(teacher), "rewards": [str(r) for r in rewards]},
                                                 indent=1))
-    stop = min(cfg.updates, until or cfg.updates)
-    bar = tqdm(total=cfg.updates, initial=tr.update, desc=f"rl {system}", unit="update", file=sys.stderr,
-               disable=quiet, dynamic_ncols=True)
-    row: dict = {}
-    with open(log_path, "a") as log:
-        if tr.update == 0 and not log_path.stat().st_size:  # where the curves start: the MLE policy itself
+    log_path = out / "log.jsonl"
+    if tr.update == 0 and not (log_path.exists() and log_path.read_text().strip()):
+        with open(log_path, "a") as log:  # where the curves start: the MLE policy itself
             log.write(json.dumps({"update": 0, **tr.validate(), **tr.truth}) + "\n")
-        while tr.update < stop:
-            t0 = time.perf_counter()
-            rng = np.random.default_rng([cfg.seed, tr.update])
-            gen = torch.Generator(tr.device).manual_seed(cfg.seed * 1_000_003 + tr.update)
-            ro = tr.rollout(tr.draw(rng), gen)
-            t1 = time.perf_counter()
-            stats = tr.ppo_step(ro, rng)
-            seconds = {**ro["seconds"], "ppo": time.perf_counter() - t1}
-            tr.update += 1
-            row = {"update": tr.update, **{f"r_{k}": v.float().mean().item() for k, v in ro["terms"].items()},
-                   "kl": ro["kl"].mean().item(), "entropy": ro["entropy"].mean().item(), **stats,
-                   "lr_factor": lr_factor(tr.update - 1, cfg)}
-            if tr.disc is not None:
-                tr.recent_adv.append(row["r_adversarial"])
-                if schedule_fires(tr.update, tr.recent_adv, cfg):
-                    t2 = time.perf_counter()
-                    row["d_accuracy"] = tr.train_discriminator(ro, rng)
-                    seconds["discriminator"] = time.perf_counter() - t2
-                row["d_updates"] = tr.d_updates
-            if tr.update % cfg.eval_every == 0 or tr.update == stop:
+    clock: dict = {}  # this update's start and its phases' seconds, validation included
+
+    def step(update: int) -> dict:
+        clock.update(t0=time.perf_counter(), seconds={})
+        rng = np.random.default_rng([cfg.seed, update])
+        gen = torch.Generator(tr.device).manual_seed(cfg.seed * 1_000_003 + update)
+        ro = tr.rollout(tr.draw(rng), gen)
+        t1 = time.perf_counter()
+        stats = tr.ppo_step(ro, rng)
+        clock["seconds"].update(ro["seconds"], ppo=time.perf_counter() - t1)
+        tr.update += 1
+        row = {**{f"r_{k}": v.float().mean().item() for k, v in ro["terms"].items()},
+               "kl": ro["kl"].mean().item(), "entropy": ro["entropy"].mean().item(), **stats,
+               "lr_factor": lr_factor(update, cfg)}
+        if tr.disc is not None:
+            tr.recent_adv.append(row["r_adversarial"])
+            if schedule_fires(tr.update, tr.recent_adv, cfg):
                 t2 = time.perf_counter()
-                val = tr.validate()
-                row.update(val)
-                tr.save_snapshot(val)
-                seconds["validate"] = time.perf_counter() - t2
-            row["seconds"] = round(time.perf_counter() - t0, 2)
-            row.update({f"seconds_{k}": round(v, 2) for k, v in seconds.items()})
-            log.write(json.dumps(row) + "\n")
-            log.flush()
-            bar.set_postfix(reward=f"{sum(v for k, v in row.items() if k.startswith('r_')):.2f}",
-                            kl=f"{row['kl']:.3f}", s_per_update=f"{row['seconds']:.1f}")
-            bar.update()
-            if tr.update % cfg.ckpt_every == 0 or tr.update == stop:
-                tr.save()
-                plot_rl(log_path, out / "curves.png")
-    bar.close()
-    return row
+                row["d_accuracy"] = tr.train_discriminator(ro, rng)
+                clock["seconds"]["discriminator"] = time.perf_counter() - t2
+            row["d_updates"] = tr.d_updates
+        return row
+
+    def validate(n: int) -> dict:
+        t = time.perf_counter()
+        val = tr.validate()
+        tr.save_snapshot(val)
+        clock["seconds"]["validate"] = time.perf_counter() - t
+        return val
+
+    def timed(row: dict) -> None:
+        row["seconds"] = round(time.perf_counter() - clock["t0"], 2)
+        row.update({f"seconds_{k}": round(v, 2) for k, v in clock["seconds"].items()})
+
+    return RunLoop(
+        out=out, name=f"rl {system}", total=cfg.updates, start=tr.update, step_fn=step, eval_fn=validate,
+        save_fn=lambda n: tr.save(), plot_fn=lambda: plot_rl(log_path, out / "curves.png"), on_row=timed,
+        postfix=lambda row: {"reward": f"{sum(v for k, v in row.items() if k.startswith('r_')):.2f}",
+                             "kl": f"{row['kl']:.3f}", "s_per_update": f"{row['seconds']:.1f}"},
+        eval_every=cfg.eval_every, ckpt_every=cfg.ckpt_every, key="update", unit="update",
+        eval_in_row=True, eval_at_stop=True,
+    ).run(until=until, quiet=quiet)
 
 
 def with_system(cfg: RLConfig, system: str, **overrides) -> RLConfig:
