@@ -178,6 +178,35 @@ def test_rejam_keeps_triplets_and_velocities_as_played(tiny_bundle, tmp_path):
         assert abs(on - on_in * scale) <= 1 and abs(off - off_in * scale) <= 1
 
 
+def test_rejam_keeps_the_sustain_pedal_and_bends_as_played(tiny_bundle, tmp_path):
+    """A take's Melody track is the input as played: the pedal (CC 64) and a bend at their ticks, not only notes."""
+    notes = [(k * 48, k * 48 + 40, 60 + k % 3, 70) for k in range(16)]
+    path = melody_midi(tmp_path / "pedal.mid", notes)
+    mid = mido.MidiFile(path)
+    track = mido.MidiTrack()
+    controls = [(0, mido.Message("control_change", control=64, value=127)),
+                (150, mido.Message("pitchwheel", pitch=2048)), (190, mido.Message("pitchwheel", pitch=0)),
+                (383, mido.Message("control_change", control=64, value=0))]  # 383: off the 16th grid
+    for msg in mido.merge_tracks([mid.tracks[0], [m.copy(time=t - (controls[i - 1][0] if i else 0))
+                                                  for i, (t, m) in enumerate(controls)]]):
+        track.append(msg)
+    mid.tracks[0] = track
+    mid.save(path)
+    heard = read_melody(path).controls  # in frames (24 ticks at 96 a beat), not moved onto the grid
+    assert [(round(f * 24, 6), s) for f, s, _ in heard] == [(0, 0xB0), (150, 0xE0), (190, 0xE0), (383, 0xB0)]
+    out = tmp_path / "out.mid"
+    assert rejam(path, out, tiny_bundle) == 0
+    melody = {t.name: t for t in mido.MidiFile(out).tracks}["Melody"]
+    scale, now, got = mido.MidiFile(out).ticks_per_beat / 96, 0, []
+    for msg in melody:
+        now += msg.time
+        if msg.type in ("control_change", "pitchwheel"):
+            got.append((round(now / scale), msg.type, msg.value if msg.type == "control_change" else msg.pitch))
+    assert got == [(0, "control_change", 127), (150, "pitchwheel", 2048), (190, "pitchwheel", 0),
+                   (383, "control_change", 0)]
+    assert [(p, v) for _, _, p, v in played(melody)] == [(p, v) for _, _, p, v in notes]
+
+
 def test_rejam_keeps_a_re_struck_note_and_a_note_never_released(tiny_bundle, tmp_path):
     notes = [(0, 96, 60, 90), (48, 144, 60, 70),  # struck again before its note-off: the first strike ends there,
              (192, 288, 64, 80), (288, None, 67, 100)]  # the second at the first note-off; the last is never released

@@ -65,6 +65,8 @@ class MelodyFile:
     track_name: str
     notes: list[tuple[float, float, int, int]]  # (on_frame, off_frame, pitch, velocity) as played: fractional frames
     warnings: list[str] = field(default_factory=list)  # what was odd but repaired, one line each naming the file
+    # the melody track's pedals, bends and pressure as played: (frame, status without channel, data bytes)
+    controls: list[tuple[float, int, tuple[int, ...]]] = field(default_factory=list)
 
     def events(self) -> list[tuple[float, str, int, int]]:
         """(frame, "on"/"off", pitch, velocity) in time order; at equal times offs come first (a re-struck pitch
@@ -204,7 +206,8 @@ def read_melody(path: str | Path, track: str | None = None, limits: InputLimits 
         check_minutes(path, frames / FRAMES_PER_BEAT * 60 / jam_bpm, limits, MidiFileError,
                       f"of melody at {jam_bpm:g} bpm")
     return MelodyFile(_frames(notes, to_frame), file_bpm, meter, chosen.name,
-                      [(on * to_frame, off * to_frame, p, v) for on, off, p, v in notes], warnings)
+                      [(on * to_frame, off * to_frame, p, v) for on, off, p, v in notes], warnings,
+                      [(tick * to_frame, status, data) for tick, status, data in _played_controls(chosen)])
 
 
 def _tempo_and_meter(path: Path, mid: mido.MidiFile, warnings: list[str]) -> tuple[float, tuple[int, int]]:
@@ -226,6 +229,21 @@ def _tempo_and_meter(path: Path, mid: mido.MidiFile, warnings: list[str]) -> tup
         warnings.append(f"{path}: time signature {meter[0]}/{den} is no meter; 4/4 used")
         meter = (4, 4)
     return bpm, meter
+
+
+CONTROL_TYPES = {"control_change": 0xB0, "pitchwheel": 0xE0, "aftertouch": 0xD0, "polytouch": 0xA0}
+
+
+def _played_controls(track: mido.MidiTrack) -> list[tuple[int, int, tuple[int, ...]]]:
+    """(tick, status without channel, data bytes) of the track's controllers, pitch bends and pressure, drums'
+    channel left out: the sustain pedal is part of the melody as played, as a live take records it."""
+    out, tick = [], 0
+    for msg in track:
+        tick += msg.time
+        status = CONTROL_TYPES.get(msg.type)
+        if status is not None and msg.channel != DRUM_CHANNEL:
+            out.append((tick, status, tuple(msg.bytes()[1:])))
+    return out
 
 
 def _played_notes(track: mido.MidiTrack, end: int, frame_ticks: float) -> list[tuple[float, float, int, int]]:

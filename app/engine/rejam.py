@@ -3,7 +3,7 @@
 Same planner, same causal constraint (chord f is promised before frame f is heard), so the output is what the
 musician would have heard playing that melody live with the same model, settings and seed. As live, the model hears
 the melody on the frame grid while the recording keeps it as played: each note is journaled at its own time and
-velocity, so the output's ``Melody`` track is the input's (triplets stay triplets).
+velocity, so the output's ``Melody`` track is the input's (triplets stay triplets, the sustain pedal and bends too).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def rejam(melody_path: str | Path, model: str | None, out: str | Path, settings:
     policy = OnnxPolicy(load_bundle(resolve_model(model)), threads=threads)
     jam_settings = replace(JamSettings(bpm=bpm or mf.bpm, meter=mf.meter, plan=settings, voicing=voicing),
                            **dict(band or {}))
-    events, i = mf.events(), 0
+    events, i, c = mf.events(), 0, 0
     times = []
     with tempfile.TemporaryDirectory() as tmp:
         jam = open_jam(JamRequest(policy, jam_settings, tmp, teacher=teacher, mode="rejam",
@@ -67,6 +67,10 @@ def rejam(melody_path: str | Path, model: str | None, out: str | Path, settings:
                 else:
                     rec.melody_off(f, clock.time_of(at), pitch)
                 i += 1
+            while c < len(mf.controls) and (round(mf.controls[c][0]) <= f or f == n):  # the pedal as played
+                at, status, data = mf.controls[c]
+                rec.melody_control(f, clock.time_of(at), status, data)
+                c += 1
             if f == n:
                 break
             # as live: the band's notes are worked out from the committed plan only, then frame f is played
