@@ -44,7 +44,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jackserver import jack_server, receiver  # noqa: E402
+from jackserver import jack_server, start_receiver  # noqa: E402
 from machine import describe  # noqa: E402
 
 from app.engine.options import JamSettings, add_arguments, add_plan_arguments, knob, parse_args  # noqa: E402
@@ -165,11 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp, jack_server(period=args.period, rate=args.rate,
                                                            realtime=args.jack_realtime, sync=not args.jack_async,
                                                            log_path=Path(tmp) / "jackd.log"):
-        rx_conn, rx_child = ctx.Pipe()
-        rx = ctx.Process(target=receiver, args=(rx_child, "bench-synth"), daemon=True)
-        rx.start()
-        if not rx_conn.poll(30) or rx_conn.recv() != "ready":
-            raise SystemExit("the receiving client did not start")
+        rx_conn, rx = start_receiver(ctx)
         out = MidiOutput("bench-synth:midi", api="JACK")
         sink = TimedSink(out)
         follower = ClockFollower.for_jam(settings)

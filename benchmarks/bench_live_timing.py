@@ -55,7 +55,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jackserver import jack_server, receiver  # noqa: E402
+from jackserver import jack_server, start_receiver  # noqa: E402
 from machine import describe  # noqa: E402
 
 from app.engine.options import BAND_KNOBS, JamSettings, add_arguments, add_plan_arguments, knob, parse_args  # noqa: E402
@@ -158,11 +158,7 @@ def jam_once(args, settings, policy, events, ctx, tmp: Path) -> dict:
     from app.midi import MidiInput, MidiOutput
     from app.session import JamRequest, open_jam
 
-    rx_conn, rx_child = ctx.Pipe()
-    rx = ctx.Process(target=receiver, args=(rx_child, "bench-synth"), daemon=True)
-    rx.start()
-    if not rx_conn.poll(30) or rx_conn.recv() != "ready":
-        raise SystemExit("the receiving client did not start")
+    rx_conn, rx = start_receiver(ctx)
     out = MidiOutput("bench-synth:midi", api="JACK")
     sink = TimedSink(MidiSink(out))
     jam = None

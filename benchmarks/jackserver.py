@@ -99,3 +99,14 @@ def receiver(conn, client: str) -> None:
     rt.close_port()
     rt.delete()
     conn.send(got)
+
+
+def start_receiver(ctx, client: str = "bench-synth"):
+    """Start ``receiver`` in a child process (``ctx``: a multiprocessing context) and wait until its port is up;
+    returns (the pipe to it, the process). Send "stop" on the pipe, then read the list of arrivals."""
+    conn, child = ctx.Pipe()
+    proc = ctx.Process(target=receiver, args=(child, client), daemon=True)
+    proc.start()
+    if not conn.poll(30) or conn.recv() != "ready":
+        raise SystemExit("the receiving client did not start")
+    return conn, proc

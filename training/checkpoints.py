@@ -8,6 +8,7 @@ evaluation, the reward ensemble) does not import a training loop.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -44,6 +45,22 @@ def save_checkpoint(path: Path, model, opt, step: int, meta: dict) -> None:
     optim = {} if opt is None else {"optim": opt.state_dict()}
     torch.save({"model": raw.state_dict(), **optim, "step": step, **meta}, tmp)
     os.replace(tmp, path)  # never a half-written checkpoint, even when killed mid-save
+
+
+class BestCheckpoint:
+    """``ckpt_best.pt`` of a run kept by validation loss: written when a validation point beats every earlier one.
+    The best loss so far also goes into every ``ckpt_last`` (``meta``), so a resumed run keeps comparing with it."""
+
+    def __init__(self, path: Path, value: float = math.inf) -> None:
+        self.path, self.value = Path(path), value
+
+    def offer(self, step: int, val: dict, model, opt, meta: dict) -> None:
+        if val["val_loss"] < self.value:
+            self.value = val["val_loss"]
+            save_checkpoint(self.path, model, opt, step, {**meta, "best_val": self.value, "val": val})
+
+    def meta(self, meta: dict) -> dict:
+        return {**meta, "best_val": self.value}
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .checkpoints import autocast, build_model, load_checkpoint, save_checkpoint
+from .checkpoints import BestCheckpoint, autocast, build_model, load_checkpoint, save_checkpoint
 from .data import tokens as T
 from .data.cache import Cache
 from .data.cache import load as load_cache
@@ -195,15 +195,15 @@ def pretrain(kind: str, config: str, cache: Cache | Path, out: Path, recipe: Rec
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
     meta = {"kind": kind, "config_name": config, "model_config": asdict(mcfg), "recipe": asdict(recipe),
             "mix": mix, "cache": str(cache.path), "token_vocab": T.VOCAB_SIZE}
-    last, best = out / "ckpt_last.pt", out / "ckpt_best.pt"
-    start, best_val = 0, math.inf
+    last, best = out / "ckpt_last.pt", BestCheckpoint(out / "ckpt_best.pt")
+    start = 0
     if last.exists():
         ckpt = load_checkpoint(last)
         if ckpt["kind"] != kind or ckpt["model_config"] != asdict(mcfg):
             raise ValueError(f"{last}: holds a {ckpt['kind']} {ckpt['config_name']} run, not {kind} {config}")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optim"])
-        start, best_val = ckpt["step"], ckpt.get("best_val", math.inf)
+        start, best.value = ckpt["step"], ckpt.get("best_val", math.inf)
     train_model = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
     (out / "config.json").write_text(json.dumps(meta, indent=1))
     model.train()
@@ -224,16 +224,10 @@ def pretrain(kind: str, config: str, cache: Cache | Path, out: Path, recipe: Rec
         return {"lr": lr_at(i, recipe), "grad_norm": gnorm, "tokens_per_s": round(rate),
                 **{k: v.item() for k, v in losses.items()}}
 
-    def keep_best(n: int, val: dict) -> None:
-        nonlocal best_val
-        if val["val_loss"] < best_val:
-            best_val = val["val_loss"]
-            save_checkpoint(best, train_model, opt, n, {**meta, "best_val": best_val, "val": val})
-
     result = RunLoop(
         out=out, name=f"{kind} {config}", total=recipe.max_steps, start=start, step_fn=step,
-        eval_fn=lambda n: evaluate(kind, model, val_ds, recipe, dev), on_eval=keep_best,
-        save_fn=lambda n: save_checkpoint(last, train_model, opt, n, {**meta, "best_val": best_val}),
+        eval_fn=lambda n: evaluate(kind, model, val_ds, recipe, dev), on_eval=lambda n, val: best.offer(n, val, train_model, opt, meta),
+        save_fn=lambda n: save_checkpoint(last, train_model, opt, n, best.meta(meta)),
         plot_fn=lambda: plot_curves(out / "log.jsonl", out / "loss.png"),
         postfix=lambda row: {"loss": f"{row['loss']:.3f}", "lr": f"{row['lr']:.1e}", "tok_s": f"{row['tokens_per_s']:,}"},
         eval_every=recipe.eval_every, ckpt_every=recipe.ckpt_every, log_every=recipe.log_every, main=rank == 0,

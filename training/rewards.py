@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoints import autocast, load_checkpoint, save_checkpoint
+from .checkpoints import BestCheckpoint, autocast, load_checkpoint, save_checkpoint
 from .data import tokens as T
 from .data.cache import Cache
 from .data.cache import load as load_cache
@@ -241,8 +241,8 @@ def train_reward(kind: str, config: str, cache: Cache | Path, out: Path, recipe:
     meta = {"kind": kind, "rhythm": rhythm, "config_name": config, "config_overrides": overrides,
             "model_config": asdict(model.cfg), "recipe": asdict(recipe), "window": asdict(wcfg), "mix": mix,
             "cache": str(cache.path), "token_vocab": T.VOCAB_SIZE}
-    last, best = out / "ckpt_last.pt", out / "ckpt_best.pt"
-    start, best_val = 0, math.inf
+    last, best = out / "ckpt_last.pt", BestCheckpoint(out / "ckpt_best.pt")
+    start = 0
     if last.exists():
         ckpt = load_checkpoint(last)
         if (ckpt.get("kind"), ckpt.get("rhythm"), ckpt.get("model_config")) != (kind, rhythm, meta["model_config"]):
@@ -250,7 +250,7 @@ def train_reward(kind: str, config: str, cache: Cache | Path, out: Path, recipe:
             raise ValueError(f"{last}: holds a {what} run, not {'rhythm-only ' if rhythm else ''}{kind} {config}")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optim"])
-        start, best_val = ckpt["step"], ckpt.get("best_val", math.inf)
+        start, best.value = ckpt["step"], ckpt.get("best_val", math.inf)
     (out / "config.json").write_text(json.dumps(meta, indent=1))
     model.train()
     pairs_seen, t0 = 0, time.time()
@@ -276,16 +276,10 @@ def train_reward(kind: str, config: str, cache: Cache | Path, out: Path, recipe:
     def validate(n: int) -> dict:
         return {f"val_{k}": v for k, v in evaluate(kind, model, val_pool, recipe.batch_size).items()}
 
-    def keep_best(n: int, val: dict) -> None:
-        nonlocal best_val
-        if val["val_loss"] < best_val:
-            best_val = val["val_loss"]
-            save_checkpoint(best, model, opt, n, {**meta, "best_val": best_val, "val": val})
-
     result = RunLoop(
         out=out, name=f"{'rhythm ' if rhythm else ''}{kind} {config}", total=recipe.max_steps, start=start,
-        step_fn=step, eval_fn=validate, on_eval=keep_best,
-        save_fn=lambda n: save_checkpoint(last, model, opt, n, {**meta, "best_val": best_val}),
+        step_fn=step, eval_fn=validate, on_eval=lambda n, val: best.offer(n, val, model, opt, meta),
+        save_fn=lambda n: save_checkpoint(last, model, opt, n, best.meta(meta)),
         plot_fn=lambda: plot_curves(out / "log.jsonl", out / "loss.png"),
         postfix=lambda row: {"loss": f"{row['loss']:.3f}", "lr": f"{row['lr']:.1e}", "pairs_s": f"{row['pairs_per_s']:,.1f}"},
         eval_every=recipe.eval_every, ckpt_every=recipe.ckpt_every, log_every=recipe.log_every,
