@@ -65,8 +65,8 @@ RECIPES: dict[str, dict[str, RewardRecipe]] = {
         "paper": RewardRecipe(batch_size=196, lr=1e-4, min_lr_ratio=1.0, warmup_steps=100, max_steps=8000,
                               weight_decay=0.0, betas=(0.9, 0.999), eval_every=500, ckpt_every=250),
         # A 2-core CPU, `small` config: 64 x 2 windows of 258 tokens a step (~33k tokens, ~8 s at the ~4k tokens/s
-        # of DESIGN §9), 200 steps: about 30 minutes with the evaluations (measured: 16 s a step with one thread
-        # while both cores were busy with other training).
+        # a `small` model trains at on this CPU), 200 steps: about 30 minutes with the evaluations (measured: 16 s a
+        # step with one thread while both cores were busy with other training).
         "cpu": RewardRecipe(batch_size=64, lr=5e-4, warmup_steps=20, max_steps=200, weight_decay=0.0, eval_every=50,
                             ckpt_every=25, eval_pool=256),
         "smoke": RewardRecipe(batch_size=4, lr=1e-3, warmup_steps=2, max_steps=6, weight_decay=0.0, eval_every=3,
