@@ -392,6 +392,7 @@ def test_paper_recipes_follow_the_papers():
 
 def test_a_kept_reward_model_is_bf16_with_a_card_and_scores_like_its_run(tiny_rewards, tmp_path, capsys):
     """`comper-train keep`: the file a new machine starts from loads where the run folder did, within bf16."""
+    import hashlib
     import json
 
     import torch
@@ -402,6 +403,8 @@ def test_a_kept_reward_model_is_bf16_with_a_card_and_scores_like_its_run(tiny_re
     run = tiny_rewards[0]
     assert train_main(["keep", "--run", str(run), "--name", "rw-c", "--out", str(tmp_path)]) == 0
     card = json.loads((tmp_path / "rw-c.json").read_text())
+    assert card["sha256"] == hashlib.sha256((tmp_path / "rw-c.pt").read_bytes()).hexdigest()  # written together
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*"))
     assert card["kind"] == "contrastive" and card["data"] and all(d["license"] != "unknown" for d in card["data"])
     kept = torch.load(tmp_path / "rw-c.pt", weights_only=True)
     assert all(v.dtype == torch.bfloat16 for v in kept["model"].values() if v.is_floating_point())

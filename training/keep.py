@@ -11,21 +11,20 @@ Every loader that takes a run folder also takes the kept file (``load_reward``, 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import time
 from pathlib import Path
 
 import torch
 
+from app.recording.output import write_together
+
 from .checkpoints import load_checkpoint
 from .data.cache import DataError
 from .export import DATA_LICENSES
 
 WEIGHTS_DIR = Path("models") / "weights"
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def keep(run: Path, name: str, out_dir: Path = WEIGHTS_DIR, which: str = "best") -> dict:
@@ -40,9 +39,10 @@ def keep(run: Path, name: str, out_dir: Path = WEIGHTS_DIR, which: str = "best")
     meta = {k: v for k, v in ckpt.items() if k not in ("model", "optim")}
     out_dir.mkdir(parents=True, exist_ok=True)
     pt = out_dir / f"{name}.pt"
-    tmp = pt.with_suffix(".tmp")
-    torch.save({"model": weights, **meta, "kept_from": {"run": run.name, "file": src.name, "dtype": "bfloat16"}}, tmp)
-    tmp.replace(pt)
+    buffer = io.BytesIO()
+    torch.save({"model": weights, **meta, "kept_from": {"run": run.name, "file": src.name, "dtype": "bfloat16"}},
+               buffer)
+    data = buffer.getvalue()
     metrics = run / "metrics.json"
     params = sum(v.numel() for v in weights.values() if v.is_floating_point())
     card = {
@@ -50,7 +50,7 @@ def keep(run: Path, name: str, out_dir: Path = WEIGHTS_DIR, which: str = "best")
         "kind": meta.get("kind"),
         "created": time.strftime("%Y-%m-%d"),
         "file": pt.name,
-        "sha256": sha256(pt),
+        "sha256": hashlib.sha256(data).hexdigest(),
         "dtype": "bfloat16 (widened to fp32 on load)",
         "parameters": params,
         "config_name": meta.get("config_name"),
@@ -62,5 +62,6 @@ def keep(run: Path, name: str, out_dir: Path = WEIGHTS_DIR, which: str = "best")
         "what_it_is": f"trained by this repository's pipeline (`{run.name}`) on this project's data; kept so a new "
                       f"machine starts the next stage without retraining it",
     }
-    (out_dir / f"{name}.json").write_text(json.dumps(card, indent=1))
+    text = (json.dumps(card, indent=1) + "\n").encode()
+    write_together([(pt, lambda f: f.write(data)), (out_dir / f"{name}.json", lambda f: f.write(text))])  # both or none
     return card
