@@ -730,9 +730,12 @@ def test_a_jam_follows_an_external_clock_picked_in_the_devices_panel(qtbot, make
             qtbot.wait(16)
         qtbot.waitUntil(lambda: len(w.jam.session.played) >= 12, timeout=5000)
         assert abs(w.jam.session.snapshot().bpm - 150) < 30  # qtbot.wait is coarse: roughly the tempo sent
+        # the Tempo box shows the source's tempo, not the settings' (FAST: 240 bpm)
+        qtbot.waitUntil(lambda: abs(w.transport.tempo.value() - 150) < 30, timeout=3000)
         drums.send([0xFC])
         summary, saved = stop(qtbot, w)
         assert summary["frames"] >= 12 and saved is not None
     finally:
         drums.unplug()
-    assert load_settings(QSettings(str(env / "comper.ini"), QSettings.Format.IniFormat)).clock_source == drums.name
+    kept = load_settings(QSettings(str(env / "comper.ini"), QSettings.Format.IniFormat))
+    assert kept.clock_source == drums.name and abs(kept.jam.bpm - 150) < 30  # the next jam starts at the source's

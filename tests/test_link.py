@@ -139,5 +139,11 @@ def test_devices_panel_offers_link_and_a_jam_runs_on_it(qtbot, request):
     assert w.transport.tempo.isEnabled()
     w.transport.tempo.setValue(180.0)  # sets the Link session's tempo at the next beat
     qtbot.waitUntil(lambda: abs(clock.bpm_at() - 180.0) < 0.01, timeout=5000)
+    state = clock.link.captureAppSessionState()  # the session's tempo changes elsewhere (as a peer's would)
+    state.setTempo(132.0, clock.link.clock().micros())
+    clock.link.commitAppSessionState(state)
+    qtbot.waitUntil(lambda: abs(w.transport.tempo.value() - 132.0) < 0.05, timeout=3000)  # the box shows it
+    assert abs(clock.bpm_at() - 132.0) < 0.01  # and did not send its old value back to the session
     stop(qtbot, w)
-    assert load_settings(QSettings(str(tmp / "comper.ini"), QSettings.Format.IniFormat)).clock_source == LINK_CLOCK
+    kept = load_settings(QSettings(str(tmp / "comper.ini"), QSettings.Format.IniFormat))
+    assert kept.clock_source == LINK_CLOCK and kept.jam.bpm == pytest.approx(132.0)

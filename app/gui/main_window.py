@@ -8,6 +8,7 @@ elsewhere; the view polls ``snapshot()`` on a timer.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -460,6 +461,26 @@ class MainWindow(QMainWindow):
         dp.clock_out_light.set_state(light_state(clock_out.state if clock_out else None, 0.0, now))
         keys = max(self.router.last_activity["keys"], self.router.last_activity["demo"])
         dp.keys_light.set_state(light_state(None, keys, now))
+        self._follow_external_tempo(now)
+
+    def _follow_external_tempo(self, now: float) -> None:
+        """On a MIDI clock or in a Link session the tempo is the source's: the Tempo box shows it as it moves (a
+        peer's change, a DJ's ramp), and keeps the last one for the next jam. Comper's own clock is left alone: the
+        box already holds what the player chose, which the clock takes up at the next beat."""
+        session = self.jam.session
+        clock = session.clock if session is not None and self.jam.state == RUNNING else None
+        if clock is None or not getattr(clock, "external", False):
+            return
+        bpm = clock.bpm_at(now)
+        box = self.transport.tempo
+        if not math.isfinite(bpm) or abs(bpm - box.value()) < 0.05:
+            return
+        bpm = min(max(bpm, box.minimum()), box.maximum())
+        box.blockSignals(True)  # shown, not proposed back to the source
+        box.setValue(bpm)
+        box.blockSignals(False)
+        self.s.jam = replace(self.s.jam, bpm=round(bpm, 1))
+        save_settings(self.s, self.store, sync=False)
 
     # --- sessions ------------------------------------------------------------------------------------------------
 
