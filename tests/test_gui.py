@@ -671,6 +671,37 @@ def test_the_band_pickers_come_from_the_table_lock_while_jamming_and_are_saved(q
     assert shown.band["style"].currentData() == "bossa"
 
 
+def test_the_band_dynamics_range_is_a_control_saved_with_the_settings(qapp, tmp_path):
+    """Softest / loudest (``--dynamics-low/high``): two boxes with the table's range, into the jam's settings, saved,
+    locked while jamming; a saved value out of range is clamped with a note."""
+    from app.engine import options
+    from app.gui.transport import TransportPanel
+
+    t = TransportPanel(AppSettings())
+    assert list(t.dynamics) == ["dynamics_low", "dynamics_high"]
+    for name, box in t.dynamics.items():
+        k = options.knob(name)
+        assert (box.minimum(), box.maximum(), box.value()) == (k.lo, k.hi, getattr(AppSettings().jam, name))
+    t.dynamics["dynamics_low"].setValue(35)
+    t.dynamics["dynamics_high"].setValue(100)
+    s = AppSettings()
+    t.apply_to(s)
+    assert (s.jam.dynamics_low, s.jam.dynamics_high) == (35, 100)
+    t.set_running("running")
+    assert not any(box.isEnabled() for box in t.dynamics.values())
+    store = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    save_settings(s, store)
+    again = load_settings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    assert (again.jam.dynamics_low, again.jam.dynamics_high) == (35, 100)
+    shown = TransportPanel(again)
+    assert shown.dynamics["dynamics_high"].value() == 100
+    store.setValue("dynamics_high", 500)
+    store.sync()
+    notes: list[str] = []
+    odd = load_settings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), notes)
+    assert odd.jam.dynamics_high == 127 and any("dynamics_high" in n or "Loudest" in n for n in notes)
+
+
 # --- MIDI clock (tests/test_clock.py has the engine's side) ----------------------------------------------------
 
 

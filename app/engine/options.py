@@ -113,9 +113,8 @@ BAND_KNOBS: tuple[Knob, ...] = declared(
          choices=tuple(BASS_LINES)),
     Knob("drums", "Drums", "a General MIDI drum groove on channel 10 (auto: the one that suits the style; off: none)",
          choices=DRUM_CHOICES),
-    Knob("dynamics_low", "Softest", "the band's softest velocity (it follows the player's, smoothed)", 1, 127,
-         gui=False),
-    Knob("dynamics_high", "Loudest", "the band's loudest velocity", 1, 127, gui=False),
+    Knob("dynamics_low", "Softest", "the band's softest velocity (it follows the player's, smoothed)", 1, 127),
+    Knob("dynamics_high", "Loudest", "the band's loudest velocity (it follows the player's, smoothed)", 1, 127),
 )
 
 RUN_KNOBS: tuple[Knob, ...] = (

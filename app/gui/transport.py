@@ -1,7 +1,7 @@
 """Transport: start/stop, tempo (with tap tempo), meter, count-in, metronome, the feel of the accompaniment
 (listen-first beats, lookahead, commit, temperature: every ``gui`` knob of ``engine/options.py``, laid out from
 that table with its range, step and unit), how the band plays (the style, bass and drum pickers: the ``gui``
-choices of ``options.BAND_KNOBS``) and the model picker.
+choices of ``options.BAND_KNOBS``; its dynamics range: the numeric ones) and the model picker.
 
 Tempo, meter and the planning settings shape a whole jam, so they are locked while one runs (they apply to the
 next); the metronome mode and the model can change mid-jam (a new model takes over at the next bar line).
@@ -146,6 +146,8 @@ class TransportPanel(QWidget):
         self.model_note = ElidedLabel()
         # the band: how the chords are played (a style picker), the bass line and the drums
         self.band = {k.name: choice_box(k) for k in options.BAND_KNOBS if k.gui and k.choices}
+        # how loud it plays: the range its velocity follows the player's within (softest, loudest)
+        self.dynamics = {k.name: knob_box(k) for k in options.BAND_KNOBS if k.gui and not k.choices}
 
         grid = QGridLayout(self)
         grid.setContentsMargins(8, 6, 8, 6)
@@ -154,6 +156,10 @@ class TransportPanel(QWidget):
                 (count_in.label, self.count_in), ("Metronome", self.metronome), ("Model", self.model)]
         row1 = [(None, self.model_note)] + [(k.label, self.controls[k.name]) for k in options.GUI_KNOBS
                                             if k.name not in ("bpm", "count_in_bars")]
+        if self.dynamics:
+            dynamics = _pair(*self.dynamics.values(), stretch_both=True)
+            dynamics.setToolTip("the band's velocity follows the player's, smoothed, within softest .. loudest")
+            row1.append(("Dynamics", dynamics))
         row2 = [(None, QWidget()), ("Style", self.style), (_knob_label("rhythm"), self.rhythm),
                 (_knob_label("key"), self.key)]
         band = QWidget()  # the band's three pickers share the last cells of the steering row (the window fits 720 px)
@@ -180,7 +186,7 @@ class TransportPanel(QWidget):
         self._tapper = TapTempo()
         self.start_button.clicked.connect(self.start_stop)
         self.tap.clicked.connect(self._tap)
-        for box in self.controls.values():
+        for box in (*self.controls.values(), *self.dynamics.values()):
             box.valueChanged.connect(self.changed)
         for rule in options.RULES:  # e.g. the commit follows the lookahead down, and stops at it going up
             a, b = self.controls[rule.name], self.controls[rule.limit]
@@ -198,6 +204,8 @@ class TransportPanel(QWidget):
             self.controls[name].setValue(value)
         self.meter.setCurrentText(f"{s.jam.meter[0]}/{s.jam.meter[1]}")
         self.metronome.setCurrentText(s.metronome)
+        for name, box in self.dynamics.items():
+            box.setValue(getattr(s.jam, name))
         band = [(box, getattr(s.jam, name)) for name, box in self.band.items()]
         for combo, value in ((self.style, s.steer_style), (self.rhythm, s.steer_rhythm), (self.key, s.steer_key),
                              *band):
@@ -215,7 +223,8 @@ class TransportPanel(QWidget):
         num, den = self.meter.currentText().split("/")
         s.jam = options.with_values(replace(s.jam, meter=(int(num), int(den))),
                                     {name: box.value() for name, box in self.controls.items()}
-                                    | {name: box.currentData() for name, box in self.band.items()})
+                                    | {name: box.currentData() for name, box in self.band.items()}
+                                    | {name: box.value() for name, box in self.dynamics.items()})
         s.metronome = self.metronome.currentText()
         s.steer_style, s.steer_rhythm = self.style.currentData(), self.rhythm.currentData()
         s.steer_key = self.key.currentData()
@@ -227,7 +236,7 @@ class TransportPanel(QWidget):
                                    "stopping": "Saving…"}[state])
         self.start_button.setEnabled(state in ("idle", "running"))
         for w in (*self.controls.values(), self.tap, self.meter, self.style, self.rhythm, self.key,
-                  *self.band.values()):
+                  *self.band.values(), *self.dynamics.values()):
             w.setEnabled(idle)
             help_text = w.property("help") or ""
             w.setToolTip(help_text if idle else f"{help_text} (applies to the next jam)".strip())
@@ -284,10 +293,10 @@ class TransportPanel(QWidget):
             self.tempo.setValue(options.knob("bpm").clamped(bpm))
 
 
-def _pair(a: QWidget, b: QWidget) -> QWidget:
+def _pair(a: QWidget, b: QWidget, stretch_both: bool = False) -> QWidget:
     w = QWidget()
     lay = QHBoxLayout(w)
     lay.setContentsMargins(0, 0, 0, 0)
     lay.addWidget(a, 1)
-    lay.addWidget(b)
+    lay.addWidget(b, 1 if stretch_both else 0)
     return w
