@@ -99,8 +99,25 @@ def test_the_evaluator_loads_a_snapshot_by_name(gapt_run):
 
     mid, last = load_system("mid", f"{gapt_run}@u2").model, load_system("end", str(gapt_run)).model
     assert any(not torch.equal(a, b) for a, b in zip(mid.state_dict().values(), last.state_dict().values()))
-    with pytest.raises(DataError, match=r"--system bad=.*@u7: .*ckpt_u7\.pt: no such checkpoint"):
+    with pytest.raises(DataError, match=r"--system bad=.*@u7: no ckpt_u7\.pt in "):
         load_system("bad", f"{gapt_run}@u7")
+
+
+def test_a_snapshot_brought_back_alone_is_evaluated(gapt_run, tmp_path):
+    """A GPU run's chosen snapshot, copied back without the rest of its run folder, is still a system."""
+    import shutil
+
+    from training.data.cache import DataError
+    from training.evaluation.systems import load_system
+
+    alone = tmp_path / "run"
+    alone.mkdir()
+    shutil.copy(gapt_run / "ckpt_u2.pt", alone / "ckpt_u2.pt")
+    got = load_system("alone", f"{alone}@u2").model
+    want = load_system("mid", f"{gapt_run}@u2").model
+    assert all(torch.equal(a, b) for a, b in zip(got.state_dict().values(), want.state_dict().values()))
+    with pytest.raises(DataError, match=r"no ckpt_best\.pt or ckpt_last\.pt in .*not a training run"):
+        load_system("whole", str(alone))
 
 
 def test_runs_side_by_side_plot_even_a_short_run(gapt_run, tmp_path):

@@ -6,6 +6,7 @@ the batched torch generator can drive it: the report then measures what the musi
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +71,10 @@ def load_system(name: str, spec: str) -> System:
     run, _, which = spec.partition("@")  # RUN_DIR@u20: an RL snapshot, so snapshots are compared without exporting
     path = Path(run)
     if path.is_dir():
-        if not any((path / f).is_file() for f in ("ckpt_best.pt", "ckpt_last.pt")):
-            raise DataError(f"--system {name}={spec}: no ckpt_best.pt or ckpt_last.pt in {path} (not a training run?)")
+        named = re.fullmatch(r"u\d+|best|last", which)  # a snapshot brought back alone is a run too
+        wanted = (f"ckpt_{which}.pt",) if named else ("ckpt_best.pt", "ckpt_last.pt")
+        if not any((path / f).is_file() for f in wanted):
+            raise DataError(f"--system {name}={spec}: no {' or '.join(wanted)} in {path} (not a training run?)")
         from ..checkpoints import load_model
 
         try:
