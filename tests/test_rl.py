@@ -308,3 +308,17 @@ def test_snapshot_selection_reads_diversity_and_rhythm_against_the_songs_own_cho
     assert select_snapshot(tmp_path) == "u10"
     assert select_snapshot(tmp_path, min_vendi_ratio=0.8) == "u20"
     assert select_snapshot(tmp_path, min_vendi_ratio=0.8, rhythm_tolerance=1.0) == "u30"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_a_device_this_machine_lacks_is_one_line_before_anything_loads(capsys, tmp_path):
+    from training.cli import main as train_main
+
+    args = ["--init", str(tmp_path / "none"), "--teacher", str(tmp_path / "none"), "--cache", str(tmp_path / "none"),
+            "--out", str(tmp_path / "run")]
+    assert train_main(["rl", "--device", "cuda", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("comper-train: error: --device cuda: no CUDA device") and "\n" not in err
+    assert train_main(["rl", "--device", "tpu", *args]) == 2
+    assert "--device tpu: not a device" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing written

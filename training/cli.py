@@ -142,8 +142,10 @@ def rl_config(args: argparse.Namespace):
 def _rl(args: argparse.Namespace) -> None:
     import torch
 
+    from .checkpoints import pick_device
     from .rl.ppo import train_rl
 
+    pick_device(args.device)  # a device this machine lacks: one line, before the data and the models load
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = rl_config(args)

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .checkpoints import BestCheckpoint, autocast, build_model, load_checkpoint, save_checkpoint
+from .checkpoints import BestCheckpoint, autocast, build_model, load_checkpoint, pick_device, save_checkpoint
 from .data import tokens as T
 from .data.cache import Cache
 from .data.cache import load as load_cache
@@ -178,7 +178,7 @@ def pretrain(kind: str, config: str, cache: Cache | Path, out: Path, recipe: Rec
         rank = dist.get_rank()
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = pick_device(device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cache = cache if isinstance(cache, Cache) else load_cache(cache)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoints import BestCheckpoint, autocast, load_checkpoint, save_checkpoint
+from .checkpoints import BestCheckpoint, autocast, load_checkpoint, pick_device, save_checkpoint
 from .data import tokens as T
 from .data.cache import Cache
 from .data.cache import load as load_cache
@@ -222,7 +222,7 @@ def train_reward(kind: str, config: str, cache: Cache | Path, out: Path, recipe:
     """
     if kind not in KINDS:
         raise ValueError(f"--kind must be one of {', '.join(KINDS)}")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = pick_device(device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cache = cache if isinstance(cache, Cache) else load_cache(cache)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoints import autocast, load_checkpoint, load_model, save_checkpoint
+from ..checkpoints import autocast, load_checkpoint, load_model, pick_device, save_checkpoint
 from ..data import tokens as T
 from ..data.cache import Cache
 from ..data.cache import load as load_cache
@@ -610,7 +610,7 @@ def train_rl(cfg: RLConfig, init: Path, teacher: Path, rewards: list[Path], cach
     cache = cache if isinstance(cache, Cache) else load_cache(cache)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tr = Trainer(cfg, init, teacher, rewards, cache, out, system, torch.device(device))
+    tr = Trainer(cfg, init, teacher, rewards, cache, out, system, pick_device(str(device)))
     if (out / "ckpt_last.pt").exists():
         tr.restore()
     (out / "config.json").write_text(json.dumps({"system": system, "rl_config": asdict(cfg), "init": str(init),
