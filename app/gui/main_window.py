@@ -473,7 +473,8 @@ class MainWindow(QMainWindow):
             return
         bpm = clock.bpm_at(now)
         box = self.transport.tempo
-        if not math.isfinite(bpm) or abs(bpm - box.value()) < 0.05:
+        # a Link session's tempo is exact; a MIDI clock's is measured from jittery ticks: shown in half-bpm steps
+        if not math.isfinite(bpm) or abs(bpm - box.value()) < (0.05 if hasattr(clock, "set_tempo") else 0.5):
             return
         bpm = min(max(bpm, box.minimum()), box.maximum())
         box.blockSignals(True)  # shown, not proposed back to the source
