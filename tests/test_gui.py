@@ -607,6 +607,44 @@ def test_lights_metronome_grid_and_demo_melody():
     assert all(a[0] <= b[0] for a, b in zip(ev, ev[1:]))
 
 
+def test_with_drums_in_the_band_the_drummer_counts_in():
+    """The count-in bar is the drummer's rim clicks (the downbeat louder) when the band has drums, the metronome's
+    wood blocks otherwise; after it, "count-in" mode is silent either way."""
+    from app.engine.clock import FrameClock
+    from app.engine.drums import SIDE_STICK
+    from app.gui.audio import CLICK_ACCENT, CLICK_BEAT, STICKS_VELOCITY, SynthHost
+    from app.gui.metronome import Metronome
+
+    class Kit:
+        enabled = True
+
+        def __init__(self):
+            self.struck: list[tuple[int, int]] = []
+            self.synth = self
+
+        def note_on(self, channel, pitch, velocity):
+            self.struck.append((pitch, velocity))
+
+        def note_off(self, channel, pitch):
+            pass
+
+        click = SynthHost.click
+        click_off = SynthHost.click_off
+
+    def count_in(drummer: bool) -> list[tuple[int, int]]:
+        kit = Kit()
+        metronome = Metronome(kit, lambda: "count-in")
+        clock = FrameClock(240.0, time.monotonic() - 0.1)  # the count-in bar and the first frames are due at once
+        metronome.start(lambda: clock, (4, 4), 16, drummer=drummer)
+        time.sleep(0.3)
+        metronome.stop()
+        return kit.struck
+
+    sticks, blocks = count_in(True), count_in(False)
+    assert sticks == [(SIDE_STICK, STICKS_VELOCITY[True])] + [(SIDE_STICK, STICKS_VELOCITY[False])] * 3
+    assert [p for p, _ in blocks] == [CLICK_ACCENT, CLICK_BEAT, CLICK_BEAT, CLICK_BEAT]
+
+
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="None is immortal from Python 3.12")
 def test_the_qt_binding_does_not_release_none(qapp):
     """PySide6 6.12.0 drops a reference to None on every void call: Python 3.11 then aborts ("none_dealloc")

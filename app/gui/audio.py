@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import threading
 
+from ..engine.drums import SIDE_STICK
 from ..engine.performer import PARTS
 from ..synth import BuiltinSynth
 
 PERCUSSION = 9  # GM channel 10 (0-based 9): the drum kit
 CLICK_ACCENT, CLICK_BEAT = 76, 77  # GM Hi / Low Wood Block
 CLICK_VELOCITY = 100
+STICKS_VELOCITY = {True: 118, False: 92}  # the drummer's count-in: downbeat, other beats
 
 
 class SynthHost:
@@ -57,10 +59,14 @@ class SynthHost:
         if not on:
             self.synth.all_notes_off()
 
-    def click(self, accent: bool) -> int | None:
-        """A metronome click now; returns its pitch (to end it), or None when the synth is off."""
+    def click(self, accent: bool, sticks: bool = False) -> int | None:
+        """A metronome click now; returns its pitch (to end it), or None when the synth is off. ``sticks``: the
+        drummer counts in instead (a rim click, the downbeat louder), when the band has drums."""
         if not self.enabled:
             return None
+        if sticks:
+            self.synth.note_on(PERCUSSION, SIDE_STICK, STICKS_VELOCITY[accent])
+            return SIDE_STICK
         pitch = CLICK_ACCENT if accent else CLICK_BEAT
         self.synth.note_on(PERCUSSION, pitch, CLICK_VELOCITY)
         return pitch

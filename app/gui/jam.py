@@ -100,7 +100,7 @@ class JamController(QObject):
                                       on_fault=lambda _: self._faulted.emit(), clock=follower, clock_out=clock_out))
         self.router.session = session = running.session
         _, bar = beat_frames(s.meter)
-        self.metronome.start(lambda: session.clock, s.meter, round(s.count_in_beats * 4))
+        self.metronome.start(lambda: session.clock, s.meter, round(s.count_in_beats * 4), drummer=s.drums != "off")
         if config.demo:
             self.demo.start(lambda: session.clock, bar)
         info = {"model": policy.bundle.name, "teacher": teacher.bundle.name if teacher else None,
