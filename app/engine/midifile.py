@@ -231,18 +231,20 @@ def _tempo_and_meter(path: Path, mid: mido.MidiFile, warnings: list[str]) -> tup
     return bpm, meter
 
 
-CONTROL_TYPES = {"control_change": 0xB0, "pitchwheel": 0xE0, "aftertouch": 0xD0, "polytouch": 0xA0}
-
-
 def _played_controls(track: mido.MidiTrack) -> list[tuple[int, int, tuple[int, ...]]]:
-    """(tick, status without channel, data bytes) of the track's controllers, pitch bends and pressure, drums'
-    channel left out: the sustain pedal is part of the melody as played, as a live take records it."""
+    """(tick, status without channel, data bytes) of the track's controllers, pitch bends and pressure (what a live
+    take's journal keeps, ``journal.CONTROL_KINDS``), drums' channel left out: the sustain pedal is part of the
+    melody as played."""
+    from ..recording.journal import CONTROL_KINDS  # not at the top: app.recording imports this module
+
     out, tick = [], 0
     for msg in track:
         tick += msg.time
-        status = CONTROL_TYPES.get(msg.type)
-        if status is not None and msg.channel != DRUM_CHANNEL:
-            out.append((tick, status, tuple(msg.bytes()[1:])))
+        if msg.is_meta or not hasattr(msg, "channel") or msg.channel == DRUM_CHANNEL:
+            continue
+        raw = msg.bytes()
+        if raw[0] & 0xF0 in CONTROL_KINDS:
+            out.append((tick, raw[0] & 0xF0, tuple(raw[1:])))
     return out
 
 
